@@ -11,3 +11,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 __version__ = "0.1.0"
 
 from hrs_tf.errors import ConfigError, DataError, HrsError, ModelError  # noqa: E402,F401
+
+# Register every custom layer for keras.models.load_model (safe mode, no custom_objects).
+from hrs_tf import random_switch  # noqa: E402,F401
