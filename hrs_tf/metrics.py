@@ -23,3 +23,19 @@ def repeated_accuracy(model, x, y, repeats=5, batch_size=500):
     runs = [accuracy(model, x, y, batch_size) for _ in range(int(repeats))]
     return {"mean": float(np.mean(runs)), "std": float(np.std(runs)), "min": float(np.min(runs)),
             "max": float(np.max(runs)), "runs": runs}
+
+
+def clean_accuracy(model, x, y, repeats=5, batch_size=500):
+    """Clean test accuracy as the papers measure it, with its spread over ``repeats`` evaluations.
+
+    The references evaluate one image at a time, so every image meets its own randomness. Dropout,
+    noise and spiking layers already draw per example; an HRS model is evaluated through a copy in
+    ``sample`` granularity (each image its own random path). A deterministic model gives std 0.
+    """
+    from hrs_tf import hrs, stochastic
+
+    if hrs.switches(model):
+        model = hrs.with_granularity(model, "sample")
+    if not stochastic.stochastic_layers(model):
+        repeats = 1
+    return repeated_accuracy(model, x, y, repeats, batch_size)

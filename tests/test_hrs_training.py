@@ -196,3 +196,29 @@ def test_load_published_per_channel_files(tmp_path, finished_run, tiny):
     os.remove(folder / "1_1")
     with pytest.raises(hrs.ModelError, match=r"channel file 1_1 .* is missing"):
         hrs.load_published_hrs(str(folder), "mnist")
+
+
+def test_evaluate_accuracy_tool_on_saved_and_published_hrs(tmp_path, finished_run, tiny_mnist_dir):
+    out, summary, _ = finished_run
+    tool = [sys.executable, os.path.join(REPO, "tools", "evaluate_accuracy.py"), "--dataset=mnist",
+            f"--data_dir={tiny_mnist_dir}", "--repeats=3"]
+    result = subprocess.run(tool + [f"--model={out / 'hrs_model.h5'}", f"--output={tmp_path / 'acc.json'}"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    accuracy = json.loads((tmp_path / "acc.json").read_text())["accuracy"]
+    assert len(accuracy["runs"]) == 3 and accuracy["std"] > 0  # per-image random paths: the runs differ
+    paths = summary["path_test_accuracy"].values()
+    assert min(paths) - 0.05 <= accuracy["mean"] <= max(paths) + 0.05
+
+    folder = tmp_path / "test_hrs[2][2]"
+    folder.mkdir()
+    trained = serialization.load_model(out / "hrs_model.h5")
+    for b, switch in enumerate(hrs.switches(trained)):
+        for c, channel in enumerate(switch.channels):
+            write_published_channel(folder / f"{b}_{c}", channel)
+    result = subprocess.run(tool + [f"--hrs_weights_dir={folder}"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0 and "test accuracy" in result.stdout, result.stderr
+
+    result = subprocess.run(tool + [f"--hrs_weights_dir={folder}", f"--model={out / 'hrs_model.h5'}"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0 and "exactly one of --model or --hrs_weights_dir" in result.stderr

@@ -1,0 +1,54 @@
+"""Clean test accuracy of a saved model, as the papers measure it (each image its own randomness).
+
+    python tools/evaluate_accuracy.py --model=runs/hrs_mnist_5x5/hrs_model.h5 --dataset=mnist --repeats=5
+    python tools/evaluate_accuracy.py --hrs_weights_dir="Model/MNIST_models/test_hrs[10][10]" --dataset=mnist
+
+The second form reads the published repo's per-channel Keras-2 weight files (``<block>_<channel>``).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags  # noqa: E402
+
+from hrs_tf import cli, data, fileio, hrs, metrics, models, serialization, training  # noqa: E402
+from hrs_tf.errors import ConfigError, ModelError  # noqa: E402
+
+flags.DEFINE_string("model", None, "A whole-model file (.h5 / .keras).")
+flags.DEFINE_string("hrs_weights_dir", None, "Or: a published HRS folder of per-channel weight files, e.g. test_hrs[10][10].")
+flags.DEFINE_string("arch", None, "Architecture of --hrs_weights_dir (default: the data set's own).")
+flags.DEFINE_string("dataset", "mnist", "Data set: mnist, fashion_mnist or cifar10.")
+flags.DEFINE_string("data_dir", None, "Folder holding the data set.")
+flags.DEFINE_integer("repeats", 5, "Evaluations of the whole test set (stochastic models).")
+flags.DEFINE_integer("num_images", None, "Only the first N test images (default: all).")
+flags.DEFINE_string("output", None, "Optional JSON result file.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if bool(FLAGS.model) == bool(FLAGS.hrs_weights_dir):
+        raise ConfigError("give exactly one of --model or --hrs_weights_dir")
+    if FLAGS.repeats < 1:
+        raise ConfigError(f"repeats={FLAGS.repeats} must be at least 1")
+    dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
+    if FLAGS.model:
+        model = serialization.load_model(FLAGS.model)
+    else:
+        model = hrs.load_published_hrs(FLAGS.hrs_weights_dir, models.architecture_for(dataset.name, FLAGS.arch))
+    if tuple(model.input_shape[1:]) != dataset.input_shape:
+        raise ModelError(f"model takes inputs {tuple(model.input_shape[1:])}, data set {dataset.name!r} has {dataset.input_shape}")
+    n = FLAGS.num_images or len(dataset.x_test)
+    x, y = data.first_test_images(dataset, n)
+    result = metrics.clean_accuracy(model, x, y, FLAGS.repeats)
+    print(f"test accuracy {result['mean']:.4f} +- {result['std']:.4f} (min {result['min']:.4f}, max {result['max']:.4f}, "
+          f"{len(result['runs'])} evaluations of {n} images)")
+    if FLAGS.output:
+        fileio.write_json(FLAGS.output, {"kind": "clean_accuracy", "model": FLAGS.model, "hrs_weights_dir": FLAGS.hrs_weights_dir,
+                                         "dataset": dataset.name, "num_images": n, "accuracy": result,
+                                         "versions": training.versions()})
+
+
+if __name__ == "__main__":
+    cli.run(main)
