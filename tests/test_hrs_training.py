@@ -14,6 +14,7 @@ import pytest
 
 from hrs_tf import data, hrs, hrs_training, metrics, serialization
 from hrs_tf.errors import ConfigError
+from tests.keras2_files import write_keras2_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = dict(channels=(2, 2), epochs=(1, 1), seed=0, eval_repeats=2)
@@ -154,30 +155,9 @@ def test_mismatched_resume_via_the_tool_fails_cleanly(finished_run, tiny_mnist_d
 
 
 def write_published_channel(path, channel):
-    """One channel file as the published repo writes it: Keras 2 ``Sequential.save_weights``, with separate
-    Activation layers (conv2d_1, activation_1, ..., dense_1, activation_5, dropout_1)."""
-    counters = {}
-    layer_names = []
-    with h5py.File(path, "w") as f:
-        for layer in channel.layers:
-            kinds = [type(layer).__name__]
-            if getattr(layer, "activation", None) is keras.activations.relu:
-                kinds.append("Activation")
-            for kind in kinds:
-                short = {"Conv2D": "conv2d", "MaxPooling2D": "max_pooling2d", "Flatten": "flatten", "Dense": "dense",
-                         "Dropout": "dropout", "Activation": "activation"}[kind]
-                counters[short] = counters.get(short, 0) + 1
-                name = f"{short}_{counters[short]}"
-                layer_names.append(name.encode())
-                group = f.create_group(name)
-                weights = layer.weights if kind != "Activation" else []
-                names = [f"{name}/{w.name}:0".encode() for w in weights]
-                group.attrs["weight_names"] = names
-                for n, w in zip(names, weights):
-                    group.create_dataset(n.decode(), data=w.numpy())
-        f.attrs["layer_names"] = layer_names
-        f.attrs["keras_version"] = b"2.2.4"
-        f.attrs["backend"] = b"tensorflow"
+    """One channel file as the published repo writes it: Keras 2 ``Sequential.save_weights`` with separate
+    Activation layers, no file extension."""
+    write_keras2_weights(path, channel, separate_activations=True)
 
 
 def test_load_published_per_channel_files(tmp_path, finished_run, tiny):

@@ -10,6 +10,7 @@ import pytest
 
 from hrs_tf import models, serialization
 from hrs_tf.errors import ModelError
+from tests.keras2_files import write_keras2_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,31 +80,6 @@ def test_load_model_errors_name_the_file(tmp_path, mnist_model):
     truncated.write_bytes(good.read_bytes()[: os.path.getsize(good) // 2])
     with pytest.raises(ModelError, match="trunc.h5"):
         serialization.load_model(truncated)
-
-
-def write_keras2_weights(path, model, names=None):
-    """Writes ``model``'s weights exactly as Keras 2.2.4 ``save_weights`` lays them out.
-
-    Keras-2 layer names (conv2d_1, max_pooling2d_1, dense_1 ...), one group per layer including the
-    weightless ones, ``weight_names`` like ``conv2d_1/kernel:0``.
-    """
-    counters = {}
-    with h5py.File(path, "w") as f:
-        layer_names = []
-        for layer in model.layers:
-            kind = {"Conv2D": "conv2d", "MaxPooling2D": "max_pooling2d", "Flatten": "flatten",
-                    "Dense": "dense", "Dropout": "dropout"}[type(layer).__name__]
-            counters[kind] = counters.get(kind, 0) + 1
-            name = f"{kind}_{counters[kind]}"
-            layer_names.append(name.encode())
-            group = f.create_group(name)
-            weight_names = [f"{name}/{w.name}:0".encode() for w in layer.weights]
-            group.attrs["weight_names"] = weight_names
-            for wn, w in zip(weight_names, layer.weights):
-                group.create_dataset(wn.decode(), data=w.numpy())
-        f.attrs["layer_names"] = layer_names
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = b"2.2.4"
 
 
 def test_legacy_keras2_weights_load_by_layer_order(tmp_path, mnist_model, probe):
