@@ -1,0 +1,49 @@
+"""Writes the training results report (markdown + PNG plots) from the JSON files of training runs.
+
+    python tools/report_training.py --base=runs/base_mnist.json,runs/base_fashion_mnist.json \
+        --hrs=runs/hrs_mnist_5x5/summary.json --benchmark=runs/bench_hrs_forward.txt --output=docs/training_results.md
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags  # noqa: E402
+
+from hrs_tf import cli, fileio, reporting  # noqa: E402
+from hrs_tf.errors import ConfigError  # noqa: E402
+
+flags.DEFINE_list("base", [], "Sidecar JSON files of tools/train_base.py runs.")
+flags.DEFINE_list("hrs", [], "summary.json files of tools/train_hrs.py runs.")
+flags.DEFINE_string("benchmark", None, "Optional text output of benchmarks/bench_hrs_forward.py to include.")
+flags.DEFINE_string("intro", None, "Optional markdown file to put before the generated part.")
+flags.DEFINE_string("output", "docs/training_results.md", "Markdown report to write (plots go beside it).")
+FLAGS = flags.FLAGS
+
+
+def _read(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f"result file {path!r} does not exist")
+    try:
+        return fileio.read_json(path)
+    except ValueError as e:
+        raise ConfigError(f"result file {path!r} is not valid JSON: {e}") from None
+
+
+def main(argv):
+    bases = [_read(p) for p in FLAGS.base]
+    summaries = [_read(p) for p in FLAGS.hrs]
+    benchmark = open(FLAGS.benchmark).read() if FLAGS.benchmark else None
+    intro = open(FLAGS.intro).read() if FLAGS.intro else "# Training results\n"
+    command = "python tools/report_training.py " + " ".join(sys.argv[1:])
+    text = intro.rstrip() + "\n\n" + reporting.training_report(bases, summaries, os.path.dirname(os.path.abspath(FLAGS.output)),
+                                                                command, benchmark)
+    with fileio.atomic_path(FLAGS.output) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+    print(f"wrote {FLAGS.output}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
