@@ -1,0 +1,351 @@
+"""Evaluation harness: run an attack in batches under a setting and score it on the stochastic model.
+
+Scores (all JSON-ready):
+
+- **ASR**: targeted, success = prediction == target; untargeted, prediction != label. A stochastic model
+  is judged by fresh passes of the adversarial images on the model in ``random`` mode (whatever realisation
+  the attack was crafted on): ``asr`` is the single-pass ASR of the papers (the mean over ``passes``
+  independent passes, i.e. the expected single-pass ASR, with ``asr_first_pass`` the plain one-pass value),
+  ``asr_majority`` the ASR of the majority vote of the ``passes`` predictions (plurality, ties to the
+  smaller label, as the Random Spiking paper's "voting"); ``defense_rate = 1 - asr``.
+- **clean accuracy** of the attacked images (single pass and majority), and which images were correct.
+- **distortion** of the successful examples (majority success): mean and median L0 (changed components,
+  ``|delta| > l0_tolerance``, also as a fraction of the input size), L2 and L-inf, in [0, 1] pixel units.
+
+Batches of a forward pass share one HRS path when the switch draws per batch; the expected single-pass ASR
+is the same either way (only its variance differs). ``eval_batch_size=1`` is the reference's
+one-image-at-a-time protocol.
+
+:func:`first_n_all_targets` is the papers' protocol (the first N test images x all 9 wrong targets, or one
+random target, or untargeted) as one call.
+"""
+
+import inspect
+import sys
+import time
+
+import numpy as np
+
+from hrs_tf import data as data_module
+from hrs_tf import stochastic
+from hrs_tf.attacks import common, get_attack, settings
+from hrs_tf.errors import ConfigError, ModelError
+
+TARGET_MODES = ("all", "random", "none")
+L0_TOLERANCE = 1e-5
+
+
+# -- predictions and scores ----------------------------------------------------------------------------
+def predict(model, x, passes=1, batch_size=100):
+    """Predicted labels over ``passes`` fresh forward passes: int array (passes, N).
+
+    Eager model calls (one forward execution per batch, nothing to trace), so repeated scoring is cheap.
+    """
+    passes = common.check_count(passes, "passes", minimum=1)
+    batch_size = common.check_count(batch_size, "eval_batch_size", minimum=1)
+    x = np.asarray(x, np.float32)
+    out = np.empty((passes, len(x)), np.int64)
+    for p in range(passes):
+        for i in range(0, len(x), batch_size):
+            out[p, i:i + batch_size] = np.argmax(np.asarray(model(x[i:i + batch_size], training=False)), axis=-1)
+    return out
+
+
+def vote(predictions, num_classes=None):
+    """Majority (plurality) vote over passes, ties to the smaller label: (passes, N) -> (N,)."""
+    predictions = np.asarray(predictions)
+    num_classes = int(predictions.max()) + 1 if num_classes is None else int(num_classes)
+    counts = (predictions[..., None] == np.arange(num_classes)).sum(axis=0)
+    return np.argmax(counts, axis=-1)
+
+
+def success(predictions, y, targeted):
+    """Attack success per prediction: == target (targeted) or != label (untargeted)."""
+    predictions, y = np.asarray(predictions), np.asarray(y)
+    return predictions == y if targeted else predictions != y
+
+
+def distortions(x, x_adv, l0_tolerance=L0_TOLERANCE):
+    """Per-example L0 (count and fraction of components changed), L2 and L-inf of ``x_adv - x``."""
+    delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
+    l0 = (np.abs(delta) > l0_tolerance).sum(axis=1)
+    return {"l0": l0.astype(np.float64), "l0_fraction": l0 / delta.shape[1], "l2": np.sqrt((delta ** 2).sum(axis=1)),
+            "linf": np.abs(delta).max(axis=1) if delta.shape[1] else np.zeros(len(x))}
+
+
+def _stats(values):
+    values = np.asarray(values, np.float64)
+    if values.size == 0:
+        return {"mean": None, "median": None, "std": None}
+    return {"mean": float(values.mean()), "median": float(np.median(values)), "std": float(values.std())}
+
+
+def score(model, x, x_adv, y, targeted, passes=1, eval_batch_size=100, l0_tolerance=L0_TOLERANCE):
+    """ASR (single pass and majority of ``passes``), defense rate and distortion of successful examples."""
+    return _score(model, x, x_adv, y, targeted, passes, eval_batch_size, l0_tolerance)[0]
+
+
+def _score(model, x, x_adv, y, targeted, passes, eval_batch_size, l0_tolerance=L0_TOLERANCE):
+    with stochastic.randomness(model, stochastic.RANDOM):
+        preds = predict(model, x_adv, passes, eval_batch_size)
+    y = np.asarray(y)
+    single = success(preds, y, targeted)
+    majority = success(vote(preds, _num_classes(model, preds)), y, targeted)
+    dist = distortions(x, x_adv, l0_tolerance)
+    asr = float(single.mean())
+    scores = {
+        "num_examples": int(len(y)),
+        "passes": int(passes),
+        "asr": asr,
+        "asr_first_pass": float(single[0].mean()),
+        "asr_std_over_passes": float(single.mean(axis=1).std()),
+        "asr_majority": float(majority.mean()),
+        "defense_rate": 1.0 - asr,
+        "defense_rate_majority": 1.0 - float(majority.mean()),
+        "num_successful_majority": int(majority.sum()),
+        "distortion_of_successful": {k: _stats(v[majority]) for k, v in dist.items()},
+        "l0_tolerance": float(l0_tolerance),
+    }
+    return scores, majority
+
+
+def _num_classes(model, preds):
+    shape = getattr(model, "output_shape", None)
+    if isinstance(shape, tuple) and shape and shape[-1]:
+        return int(shape[-1])
+    return int(np.max(preds)) + 1
+
+
+# -- running an attack ---------------------------------------------------------------------------------
+def attack_function(attack):
+    """``(name, function)`` of an attack given by registry name or as a function."""
+    if callable(attack):
+        return getattr(attack, "__name__", "attack"), attack
+    return attack, get_attack(attack)
+
+
+def check_attack_kwargs(name, fn, kwargs):
+    """ConfigError naming the first keyword ``fn`` does not take."""
+    params = inspect.signature(getattr(fn, "__wrapped__", fn)).parameters
+    reserved = {"model", "x", "y", "targeted", "eot_samples"}
+    for key in kwargs:
+        if key in reserved or key not in params:
+            raise ConfigError(f"attack {name!r} does not take the setting {key!r}; it takes "
+                              f"{', '.join(p for p in params if p not in reserved) or 'no settings'}")
+
+
+def run_attack(model, attack, x, y, targeted, setting="whitebox", eot_samples=10, fixed="off", batch_size=100,
+               seed=0, progress=True, **attack_kwargs):
+    """Runs ``attack`` (a registry name or function) on ``(x, y)`` in batches under ``setting``; numpy x_adv.
+
+    Crafting under ``whitebox`` / ``eot`` uses the model in ``random`` mode; ``fixed`` crafts on the fixed
+    realisation ``fixed`` (see :mod:`hrs_tf.attacks.settings`). Attacks with a ``seed`` get ``seed + batch
+    index``. ``progress`` prints one line per batch (``True``: to stdout; or a callable taking the line).
+    """
+    name, fn = attack_function(attack)
+    check_attack_kwargs(name, fn, attack_kwargs)
+    if setting not in settings.SETTINGS:
+        raise ConfigError(f"unknown attack setting {setting!r}; choose one of {', '.join(settings.SETTINGS)}")
+    batch_size = common.check_count(batch_size, "batch_size", minimum=1)
+    wrapped = settings.apply(fn, setting, eot_samples, fixed)
+    takes_seed = settings.accepts(fn, "seed")
+    x = common.check_images(model, x)
+    y = np.asarray(y)
+    report = _progress(progress)
+    out = np.empty_like(x)
+    start = time.time()
+    num_batches = -(-len(x) // batch_size)
+    mode = stochastic.RANDOM
+    for b, i in enumerate(range(0, len(x), batch_size)):
+        kwargs = dict(attack_kwargs)
+        if takes_seed:
+            kwargs["seed"] = int(seed) + b
+        with stochastic.randomness(model, mode):
+            out[i:i + batch_size] = wrapped(model, x[i:i + batch_size], y[i:i + batch_size], targeted=targeted, **kwargs)
+        report(f"[{name} {setting}] batch {b + 1}/{num_batches}: {min(i + batch_size, len(x))}/{len(x)} examples, "
+               f"{time.time() - start:.1f} s")
+    return out
+
+
+def _progress(progress):
+    if callable(progress):
+        return progress
+    if progress:
+        return lambda line: print(line, file=sys.stdout, flush=True)
+    return lambda line: None
+
+
+# -- the papers' protocol -----------------------------------------------------------------------------
+def make_pairs(labels, targets="all", seed=0, num_classes=10):
+    """(image index, target) pairs: ``all`` 9 wrong targets per image, ``random`` one, ``none`` the label."""
+    labels = np.asarray(labels)
+    if targets == "all":
+        idx = np.repeat(np.arange(len(labels)), num_classes - 1)
+        tgt = np.array([t for label in labels for t in range(num_classes) if t != label], np.int64)
+        return idx, tgt
+    if targets == "random":
+        rng = np.random.default_rng(seed)
+        offsets = rng.integers(1, num_classes, size=len(labels))
+        return np.arange(len(labels)), (labels + offsets) % num_classes
+    if targets == "none":
+        return np.arange(len(labels)), labels.astype(np.int64)
+    raise ConfigError(f"targets={targets!r} is not one of {', '.join(TARGET_MODES)}")
+
+
+def check_model_fits(model, dataset):
+    """ModelError unless the model's input shape is the data set's image shape."""
+    shape = common.model_input_shape(model)
+    if shape is not None and (len(shape) != len(dataset.input_shape) or
+                              any(s is not None and s != d for s, d in zip(shape, dataset.input_shape))):
+        raise ModelError(f"model {getattr(model, 'name', '?')!r} takes inputs of shape {tuple(shape)}, "
+                         f"but {dataset.name} images have shape {dataset.input_shape}")
+
+
+def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", setting="whitebox", eot_samples=10,
+                      fixed="off", passes=10, only_correct=False, batch_size=100, eval_batch_size=100, seed=0,
+                      progress=True, **attack_kwargs):
+    """The first ``num_images`` test images of ``dataset`` attacked toward ``targets`` and scored.
+
+    ``targets``: ``all`` (the 9 wrong classes of each image, targeted), ``random`` (one wrong class drawn
+    with ``seed``, targeted) or ``none`` (untargeted). ``only_correct`` drops images whose clean majority
+    prediction is wrong before attacking. Returns a JSON-ready dict of settings and scores.
+    """
+    name, fn = attack_function(attack)
+    check_attack_kwargs(name, fn, attack_kwargs)
+    if targets not in TARGET_MODES:
+        raise ConfigError(f"targets={targets!r} is not one of {', '.join(TARGET_MODES)}")
+    check_model_fits(model, dataset)
+    passes = common.check_count(passes, "passes", minimum=1)
+    x, y = data_module.first_test_images(dataset, num_images)
+    report = _progress(progress)
+    started = time.time()
+    with stochastic.randomness(model, stochastic.RANDOM):
+        clean_preds = predict(model, x, passes, eval_batch_size)
+    num_classes = _num_classes(model, clean_preds)
+    clean_correct = success(vote(clean_preds, num_classes), y, targeted=True)
+    clean = {"num_images": int(len(y)), "accuracy": float((clean_preds == y).mean()),
+             "accuracy_majority": float(clean_correct.mean()), "num_correct_majority": int(clean_correct.sum())}
+    keep = np.flatnonzero(clean_correct) if only_correct else np.arange(len(y))
+    idx, tgt = make_pairs(y[keep], targets, seed, num_classes)
+    idx = keep[idx]
+    targeted = targets != "none"
+    report(f"{name}: {len(idx)} {'(image, target) pairs' if targeted else 'images'} from {len(keep)} images, "
+           f"setting {setting}")
+    crafted = time.time()
+    x_adv = run_attack(model, fn, x[idx], tgt, targeted, setting, eot_samples, fixed, batch_size, seed, report,
+                       **attack_kwargs) if len(idx) else x[idx]
+    craft_seconds = time.time() - crafted
+    scores, majority = (_score(model, x[idx], x_adv, tgt, targeted, passes, eval_batch_size) if len(idx)
+                        else ({"num_examples": 0}, np.zeros(0, bool)))
+    if targeted and len(idx):
+        scores["asr_majority_by_target"] = {int(t): float(majority[tgt == t].mean()) for t in np.unique(tgt)}
+        per_image = np.bincount(np.searchsorted(keep, idx), weights=majority, minlength=len(keep))
+        scores["images_fooled_toward_every_target"] = int((per_image == num_classes - 1).sum()) if targets == "all" else None
+    return {
+        "attack": name,
+        "attack_settings": {k: _jsonable(v) for k, v in attack_kwargs.items()},
+        "targets": targets,
+        "targeted": targeted,
+        "setting": setting,
+        "eot_samples": int(eot_samples) if setting == "eot" else None,
+        "fixed": _jsonable(fixed) if setting == "fixed" else None,
+        "passes": passes,
+        "only_correct": bool(only_correct),
+        "num_images": int(num_images),
+        "batch_size": int(batch_size),
+        "eval_batch_size": int(eval_batch_size),
+        "seed": int(seed),
+        "stochastic_layers": [layer.name for layer in stochastic.stochastic_layers(model)],
+        "clean": clean,
+        "results": scores,
+        "craft_seconds": round(craft_seconds, 2),
+        "seconds": round(time.time() - started, 2),
+    }
+
+
+def first_n_all_targets(model, dataset, attack, num_images=100, **kwargs):
+    """The papers' protocol: the first ``num_images`` test images x all 9 wrong targets (see
+    :func:`evaluate_protocol` for the other settings)."""
+    return evaluate_protocol(model, dataset, attack, num_images, targets="all", **kwargs)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# -- command-line plumbing (tools/attack.py) ----------------------------------------------------------
+def parse_amount(text, name, upper=1.0):
+    """``"0.3"`` / ``"8/255"`` -> float in [0, upper] (``upper=None``: any non-negative value)."""
+    from hrs_tf import cli
+
+    if upper == 1.0:
+        return cli.parse_fraction(text, name)
+    s = str(text).strip()
+    try:
+        num, _, den = s.partition("/")
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"{name}={text!r} is not a number or a fraction like 8/255") from None
+    if not np.isfinite(value) or value < 0:
+        raise ConfigError(f"{name}={text!r} must be a non-negative number")
+    return value
+
+
+def attack_parameters(attack, given):
+    """Keyword settings for registry attack ``attack`` from command-line values ``given`` (None = unset).
+
+    ``eps`` / ``eps_iter`` accept fractions (``8/255``) and must lie in [0, 1] for L-inf attacks (pgd_l2's
+    eps is an L2 radius, any non-negative value); ``kappa`` is the attack's ``kappa`` or ``confidence``.
+    Raises ConfigError for a parameter the attack does not take.
+    """
+    from hrs_tf.attacks import eps_norm
+
+    fn = get_attack(attack)
+    params = inspect.signature(fn).parameters
+    l2 = eps_norm(attack) == 2
+    kwargs = {}
+    for key, value in given.items():
+        if value is None:
+            continue
+        name = key
+        if key == "kappa" and "kappa" not in params and "confidence" in params:
+            name = "confidence"
+        if name not in params or name in ("model", "x", "y", "targeted", "eot_samples"):
+            takes = [p for p in params if p not in ("model", "x", "y", "targeted", "eot_samples", "seed")]
+            raise ConfigError(f"attack {attack!r} does not take --{key}; it takes "
+                              f"{', '.join('--' + ('kappa' if p == 'confidence' else p) for p in takes)}")
+        if key in ("eps", "eps_iter"):
+            value = parse_amount(value, key, upper=None if l2 else 1.0)
+            if key == "eps_iter" and value <= 0:
+                raise ConfigError(f"eps_iter={given[key]!r} must be positive")
+        kwargs[name] = value
+    return kwargs
+
+
+def parse_fixed(text):
+    """``off`` / ``pinned`` / an HRS path ``"0,3"`` -> ``"off"``, ``"pinned"`` or ``(0, 3)``."""
+    s = str(text).strip().lower()
+    if s in (stochastic.OFF, stochastic.PINNED):
+        return s
+    try:
+        path = tuple(int(c) for c in s.replace("x", ",").split(",") if c.strip() != "")
+    except ValueError:
+        raise ConfigError(f"--fixed={text!r} must be off, pinned or an HRS path such as 0,0") from None
+    if not path or min(path) < 0:
+        raise ConfigError(f"--fixed={text!r} must be off, pinned or an HRS path such as 0,0")
+    return path
+
+
+def cleverhans_version():
+    try:
+        import cleverhans
+
+        return cleverhans.__version__
+    except Exception:  # noqa: BLE001 -- optional; only recorded
+        return None
