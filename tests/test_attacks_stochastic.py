@@ -99,6 +99,35 @@ def test_eot_wrapper_runs_n_forward_passes_per_step(hrs_setup):
         eot(pgd, 0)
 
 
+EOT_CASES = {  # small settings: only the number of forward passes is checked
+    "fgsm": dict(eps=0.1), "bim": dict(eps=0.1, nb_iter=2), "mim": dict(eps=0.1, nb_iter=2),
+    "pgd": dict(eps=0.1, nb_iter=2, seed=0), "pgd_l2": dict(eps=0.5, nb_iter=2, seed=0),
+    "cw_l2": dict(binary_search_steps=2, max_iterations=3, abort_early=False), "cw_pgd": dict(eps=0.1, nb_iter=2),
+    "jsma_z": dict(gamma=0.25), "jsma_f": dict(gamma=0.25), "hrs_pgd": dict(eps=0.1, nb_iter=2),
+    "hrs_cw_pgd": dict(eps=0.1, nb_iter=2), "hrs_cw_l2": dict(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EOT_CASES))
+def test_every_attack_runs_eot_as_separate_passes(name):
+    from hrs_tf.attacks import ATTACKS
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((4, 4, 1))
+    counter = Counter()
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(counter(inputs))))
+    x = np.random.default_rng(0).random((3, 4, 4, 1)).astype(np.float32)
+    targets = np.array([1, 2, 3])
+
+    def passes(samples):
+        before = int(counter.count.numpy())
+        eot(ATTACKS[name], samples)(model, x, targets, targeted=True, **EOT_CASES[name])
+        return int(counter.count.numpy()) - before - 1  # minus the output-shape check
+
+    single = passes(1)
+    assert single > 0 and passes(3) == 3 * single
+
+
 def test_fixed_randomness_crafts_on_the_pinned_path(hrs_setup):
     model, x, y, _, _ = hrs_setup
     crafted = fixed_randomness(pgd, "off")(model, x, y, eps=0.1, nb_iter=5, seed=1)  # "off" = path (0, 0)

@@ -34,6 +34,7 @@ def _objective(saliency, targeted):
         return (own, rest) if targeted else (rest, own)
 
     objective.key = ("jsma", saliency, bool(targeted))
+    objective.num_outputs = 2
     return objective
 
 
