@@ -203,3 +203,20 @@ def test_registry_is_complete():
     for name, fn in attacks.ATTACKS.items():
         assert attacks.settings.accepts(fn, "eot_samples"), name  # every attack works under EOT
         assert attacks.settings.accepts(fn, "targeted"), name
+
+
+@pytest.mark.parametrize("shape", [(12,), (3, 4)])
+def test_attacks_accept_any_input_rank(shape):
+    import keras
+
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input(shape)
+    h = keras.layers.Flatten()(inputs) if len(shape) > 1 else inputs
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16, activation="tanh")(h)))
+    x = np.random.default_rng(1).random((6,) + shape).astype(np.float32)
+    t = (predictions(model, x) + 1) % 3
+    adv = attacks.cw_l2(model, x, t, targeted=True, binary_search_steps=6, max_iterations=100, learning_rate=0.1)
+    assert adv.shape == x.shape and np.all(predictions(model, adv) == t)
+    for name, kwargs in (("pgd", dict(eps=1.0, nb_iter=20, seed=0)), ("mim", dict(eps=1.0)), ("jsma_z", {})):
+        adv = attacks.ATTACKS[name](model, x, t, targeted=True, **kwargs)
+        assert adv.shape == x.shape and adv.min() >= 0 and adv.max() <= 1
