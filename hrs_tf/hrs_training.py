@@ -24,6 +24,7 @@ block and channel), so a resumed run produces the same model as an uninterrupted
 
 import hashlib
 import os
+import shutil
 import time
 
 import keras
@@ -88,6 +89,48 @@ def _check_resume(output_dir, run):
         raise ConfigError(f"{output_dir!r} holds an HRS run with other settings ({detail}); "
                           "use a new --output_dir or the original settings to resume")
     return True
+
+
+def _reusable_block0(source_dir, run):
+    """The finished block-0 channel records of ``source_dir`` if its settings allow reuse; else ConfigError."""
+    source_run_path = os.path.join(source_dir, RUN_FILE)
+    if not os.path.isfile(source_run_path):
+        raise ConfigError(f"cannot reuse channels: {source_dir!r} holds no HRS run ({RUN_FILE} missing)")
+    source = fileio.read_json(source_run_path)
+    differ = [k for k in IDENTITY_KEYS if k not in ("channels", "epochs") and source.get(k) != run.get(k)]
+    if len(source["channels"]) != len(run["channels"]):
+        differ.append("number of blocks")
+    if source["epochs"][0] != run["epochs"][0]:
+        differ.append("block-0 epochs")
+    if differ:
+        raise ConfigError(f"cannot reuse block-0 channels of {source_dir!r}: its {', '.join(differ)} differ from this run")
+    progress_path = os.path.join(source_dir, PROGRESS_FILE)
+    finished = fileio.read_json(progress_path)["channels"] if os.path.exists(progress_path) else {}
+    return {key: record for key, record in finished.items()
+            if key.startswith("0_") and os.path.exists(channel_path(source_dir, 0, int(key[2:])))}
+
+
+def reuse_block0_channels(output_dir, source_dir, run, progress, log=print):
+    """Copies finished block-0 channels of the run in ``source_dir`` into this run; returns their count.
+
+    A block-0 channel is a full base model trained from its own seed (run seed, 0, channel): it does not
+    depend on how many channels the run has. So a 10x10 run can take channels 0-4 of block 0 verbatim from a
+    5x5 run with otherwise equal settings (same data, architecture, dropout, number of blocks, block-0 epochs,
+    batch size, learning rate, seed); anything else is refused.
+    """
+    finished = _reusable_block0(source_dir, run)
+    copied = 0
+    for c in range(run["channels"][0]):
+        key = f"0_{c}"
+        if key in progress["channels"] or key not in finished:
+            continue
+        with fileio.atomic_path(channel_path(output_dir, 0, c)) as tmp:
+            shutil.copyfile(channel_path(source_dir, 0, c), tmp)
+        progress["channels"][key] = dict(finished[key], reused_from=os.path.abspath(source_dir))
+        fileio.write_json(os.path.join(output_dir, PROGRESS_FILE), progress)
+        copied += 1
+        log(f"[block 1, channel {c + 1}] reused from {source_dir} (test accuracy {finished[key]['test_accuracy']:.4f})")
+    return copied
 
 
 def _trained_switch(arch, layer_names, output_dir, block, count, dropout_rate, seed):
@@ -158,8 +201,11 @@ def path_accuracies(model, x, y, max_paths=100):
 
 def train_hrs(dataset, output_dir, channels, epochs, arch=None, batch_size=training.REFERENCE_BATCH_SIZE,
               learning_rate=training.REFERENCE_LEARNING_RATE, seed=0, dropout_rate=None, granularity="batch",
-              eval_repeats=5, verbose=2, log=print):
+              eval_repeats=5, verbose=2, log=print, reuse_block0_from=None):
     """Trains (or resumes) an HRS model bottom-up in ``output_dir``; returns the summary dict.
+
+    ``reuse_block0_from``: a finished or partial run folder whose block-0 channels are copied instead of
+    retrained (see :func:`reuse_block0_channels`).
 
     ``granularity`` is that of the saved model; clean accuracy is always measured in ``sample``
     granularity (each test image its own random path) over ``eval_repeats`` evaluations.
@@ -177,10 +223,14 @@ def train_hrs(dataset, output_dir, channels, epochs, arch=None, batch_size=train
     run = {"kind": "hrs_run", "dataset": dataset.name, "train_fingerprint": data_fingerprint(dataset.x_train, dataset.y_train),
            "architecture": architecture.name, "dropout_rate": rate, "channels": channels, "epochs": epochs,
            "batch_size": int(batch_size), "learning_rate": float(learning_rate), "seed": int(seed)}
+    if reuse_block0_from:
+        _reusable_block0(reuse_block0_from, run)  # refuse before anything is written
     os.makedirs(os.path.join(output_dir, CHANNEL_DIR), exist_ok=True)
     resumed = _check_resume(output_dir, run)
     progress_path = os.path.join(output_dir, PROGRESS_FILE)
     progress = fileio.read_json(progress_path) if os.path.exists(progress_path) else {"channels": {}}
+    if reuse_block0_from:
+        reuse_block0_channels(output_dir, reuse_block0_from, run, progress, log)
     total = sum(channels)
     done = 0
     for b, count in enumerate(channels):

@@ -216,3 +216,22 @@ def test_one_and_three_block_runs(tmp_path, tiny, channels):
     assert len(summary["path_test_accuracy"]) == int(np.prod(channels))
     # Every path learned (chance is 0.1): measured 0.577 / 0.510 for (2,), 0.757 / 0.747 for (1, 2, 1).
     assert all(acc > 0.35 for acc in summary["path_test_accuracy"].values()), summary["path_test_accuracy"]
+
+
+def test_block0_channels_reused_from_a_smaller_run_equal_fresh_training(tmp_path, finished_run, tiny):
+    source, _, _ = finished_run  # channels (2, 2), epochs (1, 1), seed 0
+    logs = []
+    hrs_training.train_hrs(tiny, str(tmp_path / "reused"), (3, 1), (1, 1), seed=0, eval_repeats=1, verbose=0,
+                           log=logs.append, reuse_block0_from=str(source))
+    assert sum("reused from" in line for line in logs) == 2 and sum("training 1 epochs" in line for line in logs) == 2
+    hrs_training.train_hrs(tiny, str(tmp_path / "fresh"), (3, 1), (1, 1), seed=0, eval_repeats=1, verbose=0,
+                           log=lambda _: None)
+    for name in ["0_0.h5", "0_1.h5", "0_2.h5", "1_0.h5"]:  # a block-0 channel does not depend on the channel count
+        for (n1, a1), (n2, a2) in zip(weights_of(tmp_path / "fresh" / "channels" / name),
+                                      weights_of(tmp_path / "reused" / "channels" / name)):
+            assert n1 == n2 and np.array_equal(a1, a2), name
+    with pytest.raises(ConfigError, match="seed differ"):
+        hrs_training.train_hrs(tiny, str(tmp_path / "other"), (3, 1), (1, 1), seed=1, reuse_block0_from=str(source))
+    with pytest.raises(ConfigError, match="block-0 epochs differ"):
+        hrs_training.train_hrs(tiny, str(tmp_path / "other2"), (3, 1), (2, 1), seed=0, reuse_block0_from=str(source))
+    assert not (tmp_path / "other").exists() and not (tmp_path / "other2").exists()  # refused before writing

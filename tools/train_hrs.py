@@ -25,6 +25,8 @@ flags.DEFINE_integer("seed", 0, "Run seed; each channel trains from a seed deriv
 flags.DEFINE_enum("granularity", "batch", ["batch", "sample"],
                   "Switching granularity of the saved model: one path per batch (as published) or per example.")
 flags.DEFINE_integer("eval_repeats", 5, "Repeated sample-mode evaluations of the final test accuracy.")
+flags.DEFINE_string("reuse_block0_from", None, "A run folder (same settings, fewer or more channels) whose finished "
+                    "block-0 channels are copied instead of retrained, e.g. a 5x5 run when training 10x10.")
 flags.DEFINE_string("output_dir", None, "Run folder: channel weights, hrs_model.h5, summary.json; reused to resume.")
 flags.mark_flag_as_required("output_dir")
 FLAGS = flags.FLAGS
@@ -39,7 +41,7 @@ def main(argv):
     hrs_training.train_hrs(
         dataset, FLAGS.output_dir, channels, epochs, arch=FLAGS.arch, batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate, seed=FLAGS.seed, dropout_rate=FLAGS.dropout_rate,
-        granularity=FLAGS.granularity, eval_repeats=FLAGS.eval_repeats)
+        granularity=FLAGS.granularity, eval_repeats=FLAGS.eval_repeats, reuse_block0_from=FLAGS.reuse_block0_from)
 
 
 if __name__ == "__main__":
