@@ -107,6 +107,26 @@ def with_granularity(model, granularity, seed=None):
     return copy
 
 
+def subset_model(model, counts, granularity=None, seed=None):
+    """An HRS model made of the first ``counts[b]`` channels of each block of ``model`` (weights copied).
+
+    Cheap strength sweeps (e.g. 2x2 .. 10x10 out of one 10x10 model) for the DES study. Unlike a k x k
+    model trained on its own, its upper channels were trained on top of all of the original's lower
+    channels; reports that use it say so.
+    """
+    blocks = switches(model)
+    counts = parse_channels(counts)
+    if len(counts) != len(blocks) or any(not 1 <= k <= layer.num_channels for k, layer in zip(counts, blocks)):
+        raise ConfigError(f"channels {list(counts)} do not fit within model {model.name!r} with {channel_counts(model)}")
+    granularity = granularity or blocks[0].granularity
+    subset = build_hrs_model(infer_architecture(model), counts, granularity=granularity, seed=seed,
+                             dropout_rate=_dropout_rate(model))
+    for b, k in enumerate(counts):
+        for c in range(k):
+            set_channel_weights(subset, b, c, blocks[b].channels[c])
+    return subset
+
+
 def _dropout_rate(model):
     for layer in switches(model)[0].channels[0].layers:
         if isinstance(layer, keras.layers.Dropout):

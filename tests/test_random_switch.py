@@ -204,3 +204,13 @@ def test_bad_settings_are_refused(hrs_3x2):
     with pytest.raises(ModelError, match="no RandomSwitch"):
         hrs.infer_architecture(models.build_base_model("mnist"))
     assert hrs.parse_channels("test_hrs[10][10]") == (10, 10) and hrs.parse_channels("5x5x5") == (5, 5, 5)
+
+
+def test_subset_model_uses_the_first_channels(hrs_3x2, probe):
+    subset = hrs.subset_model(hrs_3x2, (2, 1))
+    assert hrs.channel_counts(subset) == [2, 1]
+    for path in [(0, 0), (1, 0)]:
+        with hrs.pinned_path(subset, path), hrs.pinned_path(hrs_3x2, path):
+            np.testing.assert_array_equal(np.asarray(subset(probe)), np.asarray(hrs_3x2(probe)))
+    with pytest.raises(ConfigError, match=r"do not fit"):
+        hrs.subset_model(hrs_3x2, (4, 1))
