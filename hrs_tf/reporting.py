@@ -115,3 +115,36 @@ def training_report(base_records, hrs_summaries, docs_dir, command, benchmark_te
     if benchmark_text:
         parts.append("## Forward-pass benchmark\n\n```\n" + benchmark_text.strip() + "\n```\n")
     return "\n".join(parts) + "\n"
+
+
+def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None):
+    """Side-by-side line plots: ``panels`` = {panel title: {label: (xs, ys)}}, one shared legend (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3), dpi=100, squeeze=False, sharey=True)
+    handles = {}
+    for ax, (panel, series) in zip(axes[0], panels.items()):
+        for label, (xs, ys) in series.items():
+            (line,) = ax.plot(xs, ys, marker=".", label=label)
+            handles.setdefault(label, line)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        if xticks is not None:
+            ax.set_xticks(xticks[0], xticks[1], fontsize=7)
+        if ylim:
+            ax.set_ylim(*ylim)
+    axes[0][0].set_ylabel(ylabel, fontsize=8)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(len(handles), 5),
+               bbox_to_anchor=(0.5, 0.0))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.12 if len(handles) <= 5 else 0.2, 1, 1))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
