@@ -13,4 +13,4 @@ __version__ = "0.1.0"
 from hrs_tf.errors import ConfigError, DataError, HrsError, ModelError  # noqa: E402,F401
 
 # Register every custom layer for keras.models.load_model (safe mode, no custom_objects).
-from hrs_tf import random_switch  # noqa: E402,F401
+from hrs_tf import baseline_layers, random_switch  # noqa: E402,F401

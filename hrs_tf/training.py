@@ -101,8 +101,11 @@ def versions():
 
 
 def train_base_model(dataset, arch=None, epochs=40, batch_size=REFERENCE_BATCH_SIZE,
-                     learning_rate=REFERENCE_LEARNING_RATE, seed=0, dropout_rate=None, verbose=2):
+                     learning_rate=REFERENCE_LEARNING_RATE, seed=0, dropout_rate=None, verbose=2, build_model=None):
     """Builds and trains the base model of ``dataset`` (an :class:`hrs_tf.data.Dataset`).
+
+    ``build_model(architecture, dropout_rate=...)`` replaces :func:`hrs_tf.models.build_base_model` (e.g. the
+    Gaussian-noise model of :mod:`hrs_tf.baselines`); it is called right after seeding.
 
     Returns ``(model, record)``; ``record`` is the JSON-ready description of the run: settings, seed,
     per-epoch loss / accuracy (and test-set monitoring), final test accuracy, timings and versions.
@@ -117,7 +120,7 @@ def train_base_model(dataset, arch=None, epochs=40, batch_size=REFERENCE_BATCH_S
             f"data set {dataset.name!r} has {dataset.input_shape}"
         )
     keras.utils.set_random_seed(seed)
-    model = models.build_base_model(architecture, dropout_rate=dropout_rate)
+    model = (build_model or models.build_base_model)(architecture, dropout_rate=dropout_rate)
     start = time.time()
     history = fit(model, dataset.x_train, dataset.y_train, epochs, batch_size, learning_rate, seed,
                   monitor=(dataset.x_test, dataset.y_test), verbose=verbose)

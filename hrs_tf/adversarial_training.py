@@ -1,0 +1,224 @@
+"""Madry PGD adversarial training (Madry et al. 2018, "Towards deep learning models resistant to adversarial
+attacks", eq. 2-3; REFERENCE section 3), resumable after a kill.
+
+Every mini-batch is replaced by L-inf PGD examples crafted on the current model (untargeted cross-entropy,
+uniform random start in the eps-ball, ``pgd_steps`` sign steps of ``pgd_step_size``, projection and [0, 1]
+clip after each step), through the project's one gradient path (:func:`hrs_tf.attacks.gradients.
+value_and_grad`, model in inference mode while crafting), then the model takes one SGD step on them in
+training mode (reference recipe: SGD 0.01, momentum 0.9, Nesterov, batch 128). ``adv_fraction < 1`` mixes:
+the first ``round(adv_fraction * batch)`` examples of each shuffled batch are adversarial, the rest clean
+(Madry et al. train on 100% adversarial examples, the default). Crafting and the update run in one
+``tf.function`` per batch.
+
+Checkpoint: after every epoch one ``.npz`` is written atomically with the settings, the epoch number, the
+history, the model weights and the optimizer state (momenta, iteration count). A rerun with the same
+settings resumes at the next epoch; the shuffling order, random starts and dropout masks of an epoch
+depend only on (seed, epoch), so a resumed run ends with the same weights as an uninterrupted one. A rerun
+with other settings is refused (``epochs`` may grow: training continues).
+"""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hrs_tf import baselines, fileio, hrs_training, metrics, models, training
+from hrs_tf.attacks import common, gradients
+from hrs_tf.errors import ConfigError
+
+# Settings that determine the trained weights: a resume with any of them changed is refused.
+IDENTITY_KEYS = ("dataset", "train_fingerprint", "architecture", "dropout_rate", "eps", "pgd_steps", "pgd_step_size",
+                 "adv_fraction", "random_start", "batch_size", "learning_rate", "seed")
+PROGRESS_EVERY = 50  # batches between progress lines within an epoch
+
+
+def check_settings(eps, pgd_steps, pgd_step_size, adv_fraction):
+    """Checked (eps, steps, step size, fraction); ``pgd_step_size=None`` -> eps / 30 (Madry's 0.01 at 0.3)."""
+    eps = common.check_fraction(eps, "eps", allow_zero=False)
+    pgd_steps = common.check_count(pgd_steps, "pgd_steps", minimum=1)
+    pgd_step_size = eps / 30.0 if pgd_step_size is None else common.check_positive(pgd_step_size, "pgd_step_size")
+    adv_fraction = common.check_fraction(adv_fraction, "adv_fraction")
+    return eps, pgd_steps, pgd_step_size, adv_fraction
+
+
+def pgd_examples(model, x, y, eps, steps, step_size, seed, random_start=True):
+    """Untargeted L-inf PGD examples on the cross-entropy (graph code; ``seed``: int64 tensor [2])."""
+    objective = gradients.cross_entropy(targeted=False)
+    adv = x
+    if random_start:
+        adv = common.clip_pixels(x + tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps))
+
+    def body(i, adv):
+        _, grad, _ = gradients.value_and_grad(model, objective, adv, y)
+        adv = common.clip_pixels(adv + common.steepest_step(grad, step_size, np.inf))
+        return i + 1, common.clip_pixels(x + common.project(adv - x, np.inf, eps))
+
+    _, adv = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), adv))
+    return tf.stop_gradient(adv)
+
+
+def make_train_step(model, optimizer, run):
+    """The per-batch ``tf.function``: craft PGD examples, mix, one optimizer step; returns (loss, accuracy)."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    shape = (None,) + tuple(model.input_shape[1:])
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32),
+                                  tf.TensorSpec([2], tf.int64)])
+    def step(x, y, seed):
+        inputs = x
+        if run["adv_fraction"] > 0:
+            adv = pgd_examples(model, x, y, run["eps"], run["pgd_steps"], run["pgd_step_size"], seed,
+                               run["random_start"])
+            count = tf.cast(tf.round(run["adv_fraction"] * tf.cast(tf.shape(x)[0], tf.float32)), tf.int32)
+            inputs = tf.concat([adv[:count], x[count:]], axis=0)
+        with tf.GradientTape() as tape:
+            logits = model(inputs, training=True)
+            loss = loss_fn(y, logits)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
+        return loss, accuracy
+
+    return step
+
+
+def _epoch_seed(seed, epoch):
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] % (2**31 - 1))
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------
+def checkpoint_path(output):
+    """The checkpoint file of a run whose model goes to ``output``."""
+    return os.path.splitext(os.fspath(output))[0] + ".checkpoint.npz"
+
+
+def save_checkpoint(path, run, epoch, history, model, optimizer):
+    arrays = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
+    with fileio.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, run=json.dumps(run), epoch=epoch, history=json.dumps(history), **arrays)
+
+
+def load_checkpoint(path, model, optimizer):
+    """Restores weights and optimizer state; returns (run settings, epoch, history)."""
+    with np.load(path) as f:
+        weights = [f[f"weight_{i}"] for i in range(len(model.weights))]
+        model.set_weights(weights)
+        for i, variable in enumerate(optimizer.variables):
+            variable.assign(f[f"optimizer_{i}"])
+        return json.loads(str(f["run"])), int(f["epoch"]), json.loads(str(f["history"]))
+
+
+def read_checkpoint_settings(path):
+    with np.load(path) as f:
+        return json.loads(str(f["run"])), int(f["epoch"])
+
+
+def _check_resume(path, run, epochs):
+    """The epoch a rerun starts at (0 without checkpoint); ConfigError on other settings."""
+    if not os.path.exists(path):
+        return 0
+    previous, epoch = read_checkpoint_settings(path)
+    changed = [k for k in IDENTITY_KEYS if previous.get(k) != run.get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {previous.get(k)!r} there vs {run.get(k)!r} now" for k in changed)
+        raise ConfigError(f"checkpoint {path!r} holds an adversarial-training run with other settings ({detail}); "
+                          "use another output or the original settings to resume")
+    if epoch > epochs:
+        raise ConfigError(f"checkpoint {path!r} is at epoch {epoch}, beyond epochs={epochs}")
+    return epoch
+
+
+# -- training --------------------------------------------------------------------------------------------
+def train_adversarial(dataset, checkpoint, eps, epochs, pgd_steps=40, pgd_step_size=None, adv_fraction=1.0,
+                      random_start=True, arch=None, dropout_rate=None, batch_size=training.REFERENCE_BATCH_SIZE,
+                      learning_rate=training.REFERENCE_LEARNING_RATE, seed=0, eval_images=500, stop_after=None,
+                      log=print):
+    """Madry PGD adversarial training of the base CNN of ``dataset``, checkpointed to ``checkpoint``.
+
+    Resumes from ``checkpoint`` when it exists with the same settings. ``stop_after`` ends this call after
+    that many epochs (returns ``(None, None)`` if the run is not finished); otherwise returns
+    ``(model, record)`` with the history, the clean test accuracy and the PGD accuracy (the training attack,
+    random start) on the first ``eval_images`` test images.
+    """
+    eps, pgd_steps, pgd_step_size, adv_fraction = check_settings(eps, pgd_steps, pgd_step_size, adv_fraction)
+    training.check_training_settings(epochs, batch_size, learning_rate)
+    eval_images = common.check_count(eval_images, "eval_images", minimum=0)
+    architecture = models.architecture_for(dataset.name, arch)
+    if tuple(architecture.input_shape) != tuple(dataset.input_shape):
+        raise ConfigError(f"architecture {architecture.name!r} takes inputs {architecture.input_shape}, "
+                          f"data set {dataset.name!r} has {dataset.input_shape}")
+    rate = architecture.dropout_rate if dropout_rate is None else float(dropout_rate)
+    run = {"dataset": dataset.name, "train_fingerprint": hrs_training.data_fingerprint(dataset.x_train, dataset.y_train),
+           "architecture": architecture.name, "dropout_rate": rate, "eps": eps, "pgd_steps": pgd_steps,
+           "pgd_step_size": pgd_step_size, "adv_fraction": adv_fraction, "random_start": bool(random_start),
+           "batch_size": int(batch_size), "learning_rate": float(learning_rate), "seed": int(seed)}
+    start_epoch = _check_resume(checkpoint, run, int(epochs))
+
+    keras.utils.set_random_seed(seed)
+    model = models.build_base_model(architecture, dropout_rate=rate)
+    optimizer = training.reference_optimizer(learning_rate)
+    optimizer.build(model.trainable_variables)
+    history = []
+    if start_epoch:
+        _, start_epoch, history = load_checkpoint(checkpoint, model, optimizer)
+        log(f"resuming from {checkpoint} after epoch {start_epoch}")
+    step = make_train_step(model, optimizer, run)
+    x, y = dataset.x_train, dataset.y_train.astype(np.int32)
+    num_batches = -(-len(x) // int(batch_size))
+    end_epoch = int(epochs) if stop_after is None else min(int(epochs), start_epoch + int(stop_after))
+    for epoch in range(start_epoch, end_epoch):
+        began = time.time()
+        epoch_seed = _epoch_seed(seed, epoch)
+        order = np.random.default_rng(epoch_seed).permutation(len(x))
+        baselines.reseed_layers(model, epoch_seed)
+        losses, accuracies, sizes = [], [], []
+        for b in range(num_batches):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            loss, acc = step(tf.constant(x[idx]), tf.constant(y[idx]), tf.constant([epoch_seed, b], tf.int64))
+            losses.append(float(loss))
+            accuracies.append(float(acc))
+            sizes.append(len(idx))
+            if (b + 1) % PROGRESS_EVERY == 0 and b + 1 < num_batches:
+                log(f"epoch {epoch + 1}/{epochs}: batch {b + 1}/{num_batches}, loss {np.mean(losses):.4f}, "
+                    f"{time.time() - began:.0f} s")
+        record = {"epoch": epoch + 1, "loss": float(np.average(losses, weights=sizes)),
+                  "train_accuracy": float(np.average(accuracies, weights=sizes)),
+                  "test_accuracy": metrics.accuracy(model, dataset.x_test, dataset.y_test),
+                  "seconds": round(time.time() - began, 1)}
+        history.append(record)
+        save_checkpoint(checkpoint, run, epoch + 1, history, model, optimizer)
+        log(f"epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}, training-batch accuracy "
+            f"{record['train_accuracy']:.4f}, clean test accuracy {record['test_accuracy']:.4f}, "
+            f"{record['seconds']:.0f} s; checkpoint {checkpoint}")
+    if end_epoch < int(epochs):
+        return None, None
+    record = dict(run, kind="adversarial_training", epochs=int(epochs), history=history,
+                  optimizer=f"SGD(momentum={training.REFERENCE_MOMENTUM}, nesterov=True, inverse-time decay "
+                            f"{training.REFERENCE_DECAY}/iteration)",
+                  num_params=models.count_params(model),
+                  test_accuracy=metrics.accuracy(model, dataset.x_test, dataset.y_test),
+                  train_seconds=round(sum(h["seconds"] for h in history), 1), versions=training.versions())
+    if eval_images:
+        record["pgd_eval"] = robust_accuracy(model, dataset.x_test[:eval_images], dataset.y_test[:eval_images], eps,
+                                             pgd_steps, pgd_step_size, seed)
+        log(f"PGD accuracy (eps {eps:g}, {pgd_steps} x {pgd_step_size:g}, random start) on {eval_images} test images: "
+            f"{record['pgd_eval']['accuracy']:.4f}")
+    return model, record
+
+
+def robust_accuracy(model, x, y, eps, steps, step_size, seed=0, batch_size=500):
+    """Accuracy under untargeted L-inf PGD (:func:`hrs_tf.attacks.pgd`, random start)."""
+    from hrs_tf import attacks
+
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        adv = attacks.pgd(model, x[i:i + batch_size], y[i:i + batch_size], eps=eps, eps_iter=step_size, nb_iter=steps,
+                          seed=seed + i)
+        correct += int(np.sum(np.argmax(np.asarray(model(adv, training=False)), -1) == y[i:i + batch_size]))
+    return {"accuracy": correct / len(x), "num_images": int(len(x)), "eps": eps, "nb_iter": int(steps),
+            "eps_iter": step_size, "rand_init": True}

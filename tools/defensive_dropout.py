@@ -1,0 +1,109 @@
+"""Defensive dropout: Algorithm 1 (search the test rate r') or the (train rate x test rate) grid.
+
+    python tools/defensive_dropout.py --model=runs/base_mnist.h5 --attack=cw_l2 --epsilon=0.01 --step=0.1 \
+        --num_images=50 --output=runs/dd/search_cw_r0.3.json
+    python tools/defensive_dropout.py --grid --models=r0.3:runs/base_mnist.h5,r0.7:runs/dropout0.7_mnist.h5 \
+        --test_rates=0,0.1,0.3,0.5,0.7,0.9 --attack=fgsm --num_images=100 --output=runs/dd/grid_fgsm.json
+
+Attacks (paper section 4.1, targeted toward the 9 wrong classes of each of the first --num_images test images):
+fgsm (eps 0.25), jsma_f / jsma_z (theta 1, gamma 1), cw_l2 (10 binary-search steps x 100 Adam iterations, learning
+rate 0.1). --eps / --gamma / --learning_rate / --max_iterations / --binary_search_steps override them.
+The model is attacked white-box with dropout on (fresh masks on every pass). Writes the JSON (every finished row at
+once; rerun the same command to resume), a markdown table (.md) and plots (.png) beside it.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags  # noqa: E402
+
+from hrs_tf import cli, data  # noqa: E402
+from hrs_tf.errors import ConfigError  # noqa: E402
+
+flags.DEFINE_string("model", None, "Algorithm 1: a model trained with dropout after FC1 (.h5).")
+flags.DEFINE_bool("grid", False, "Measure the (train rate x test rate) grid instead of Algorithm 1.")
+flags.DEFINE_list("models", None, "--grid: models as r<train rate>:<path>, e.g. r0.3:runs/base_mnist.h5,r0.7:runs/d07.h5")
+flags.DEFINE_list("test_rates", ["0", "0.1", "0.3", "0.5", "0.7", "0.9"], "--grid: test rates (the paper's columns).")
+flags.DEFINE_float("train_rate", None, "Algorithm 1: the model's train rate, needed only for a model without dropout (0).")
+flags.DEFINE_string("dataset", "mnist", "Data set: mnist, fashion_mnist or cifar10.")
+flags.DEFINE_string("data_dir", None, f"Folder holding the data set (else ${data.DATA_DIR_ENV}, the Keras cache, download).")
+flags.DEFINE_string("attack", None, "fgsm, jsma_f, jsma_z or cw_l2 (the paper's attacks).")
+flags.DEFINE_float("epsilon", 0.01, "Algorithm 1: the largest test-accuracy drop allowed (0.01 = 1 point).")
+flags.DEFINE_float("step", 0.1, "Algorithm 1: the test-rate increment.")
+flags.DEFINE_integer("num_images", 50, "Attack the first N test images x 9 targets.")
+flags.DEFINE_integer("accuracy_images", None, "Test accuracy on the first N test images (default: all).")
+flags.DEFINE_integer("repeats", 5, "Passes over the test images for the accuracy (each image its own mask).")
+flags.DEFINE_integer("passes", 10, "Fresh passes judging each adversarial example (single-pass ASR averaged; majority).")
+flags.DEFINE_integer("batch_size", 100, "Examples per attack batch.")
+flags.DEFINE_integer("seed", 0, "Run seed; every row draws from a seed derived from it and its rates.")
+flags.DEFINE_string("eps", None, "Override the FGSM eps (0.25).")
+flags.DEFINE_float("gamma", None, "Override the JSMA gamma (1).")
+flags.DEFINE_float("learning_rate", None, "Override the C&W Adam learning rate (0.1).")
+flags.DEFINE_integer("max_iterations", None, "Override the C&W iterations per constant (100).")
+flags.DEFINE_integer("binary_search_steps", None, "Override the C&W binary-search steps (10).")
+flags.DEFINE_string("output", None, "Result JSON; the .md table and .png plots are written beside it.")
+flags.mark_flags_as_required(["attack", "output"])
+FLAGS = flags.FLAGS
+
+OVERRIDES = ("eps", "gamma", "learning_rate", "max_iterations", "binary_search_steps")
+
+
+def main(argv):
+    from hrs_tf import defensive_dropout as dd
+    from hrs_tf import evaluation, fileio, serialization, training
+    from hrs_tf.attacks import common
+
+    if not FLAGS.output.endswith(".json"):
+        raise ConfigError(f"--output={FLAGS.output!r} must end in .json")
+    given = {name: getattr(FLAGS, name) for name in OVERRIDES if getattr(FLAGS, name) is not None}
+    if FLAGS.attack not in dd.PAPER_ATTACKS:
+        raise ConfigError(f"--attack={FLAGS.attack!r} is not one of the paper's attacks {', '.join(dd.PAPER_ATTACKS)}")
+    attack_kwargs = dd.attack_settings(FLAGS.attack, evaluation.attack_parameters(FLAGS.attack, given))
+    for name in ("num_images", "repeats", "passes", "batch_size"):
+        common.check_count(getattr(FLAGS, name), name, minimum=1)
+    if FLAGS.grid:
+        if FLAGS.model or not FLAGS.models:
+            raise ConfigError("--grid takes --models=r<train rate>:<path>,... (not --model)")
+        models = dd.parse_models(FLAGS.models)
+        test_rates = [evaluation.parse_amount(t, "test rate") for t in FLAGS.test_rates]
+    else:
+        if not FLAGS.model or FLAGS.models:
+            raise ConfigError("Algorithm 1 takes one --model (use --grid for --models)")
+        dd.check_search(FLAGS.epsilon, FLAGS.step)
+        models = [(FLAGS.train_rate, FLAGS.model)]
+    dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
+    print(f"{dataset.name}: {len(dataset.x_test)} test images from {dataset.source}", flush=True)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    evaluators = [dd.Evaluator(serialization.load_model(path), dataset, FLAGS.attack, attack_kwargs, FLAGS.num_images,
+                               FLAGS.accuracy_images, FLAGS.repeats, FLAGS.passes, FLAGS.batch_size, FLAGS.seed,
+                               train_rate=rate, progress=log) for rate, path in models]
+    settings = {"dataset": dataset.name, "attack": FLAGS.attack, "attack_settings": attack_kwargs,
+                "num_images": FLAGS.num_images, "accuracy_images": len(evaluators[0].accuracy_x), "repeats": FLAGS.repeats,
+                "passes": FLAGS.passes, "batch_size": FLAGS.batch_size, "seed": FLAGS.seed,
+                "models": [{"train_rate": e.train_rate, "sha1": dd.file_digest(path)} for e, (_, path) in zip(evaluators, models)]}
+    stem = os.path.splitext(FLAGS.output)[0]
+    if FLAGS.grid:
+        result = dd.run_grid(evaluators, test_rates, FLAGS.output, settings, log=log)
+        markdown = dd.grid_tables(result)
+        plots = list(dd.plot_grid(result, stem).values())
+    else:
+        result = dd.run_search(evaluators[0], FLAGS.output, settings, FLAGS.epsilon, FLAGS.step, log=log)
+        markdown = dd.search_markdown(result)
+        plots = [stem + ".png"]
+        dd.plot_search(result, plots[0])
+    result.update(model_files=[path for _, path in models], versions=training.versions(),
+                  command_line={name: FLAGS[name].value for name in FLAGS if FLAGS[name].present})
+    fileio.write_json(FLAGS.output, result)
+    with fileio.atomic_path(stem + ".md") as tmp:
+        with open(tmp, "w") as f:
+            f.write(markdown)
+    print(markdown)
+    if not FLAGS.grid:
+        print(f"chosen test rate r' = {result['chosen_test_rate']:g}")
+    print(f"wrote {FLAGS.output}, {stem}.md, {', '.join(plots)}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
