@@ -14,3 +14,4 @@ from hrs_tf.errors import ConfigError, DataError, HrsError, ModelError  # noqa: 
 
 # Register every custom layer for keras.models.load_model (safe mode, no custom_objects).
 from hrs_tf import baseline_layers, random_switch  # noqa: E402,F401
+from hrs_tf import locally_connected  # noqa: E402,F401

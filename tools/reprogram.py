@@ -1,0 +1,63 @@
+"""Adversarial reprogramming of a frozen target model (HRS paper section 7); rerun the same command to resume.
+
+    python tools/reprogram.py --target_model=runs/base_fashion_mnist.h5 --source_dataset=mnist --epochs=15 \\
+        --output=runs/reprog/base.json
+    python tools/reprogram.py --target_model=runs/base_fashion_mnist.h5 --target_defense=dropout:0.3 ...
+
+Writes ``--output`` (the JSON record: settings and the per-epoch test accuracy of the reprogrammed model
+on the source test set), the trained input transform as a whole model ``<output stem>_transform.h5`` and
+the per-epoch checkpoint ``<output stem>_checkpoint.h5`` (kept, so that a rerun with more ``--epochs``
+continues the run).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags  # noqa: E402
+
+from hrs_tf import cli, data, fileio, reprogramming, serialization, training  # noqa: E402
+from hrs_tf.errors import ConfigError  # noqa: E402
+
+flags.DEFINE_string("target_model", None, "The frozen target model (.h5 or .keras) with 10 logits.")
+flags.DEFINE_string("target_defense", "none", "Wrap the target without retraining: none, dropout:R (test-time "
+                    "dropout rate R after FC1), sap, sap:exact or sap:hrs.")
+flags.DEFINE_string("source_dataset", "mnist", "The task to reprogram the target to: mnist, fashion_mnist or cifar10.")
+flags.DEFINE_string("data_dir", None, f"Folder holding the source data set (else ${data.DATA_DIR_ENV}, the Keras cache, download).")
+flags.DEFINE_integer("epochs", 10, "Reprogramming epochs over the whole source training set (the paper: 50).")
+flags.DEFINE_integer("kernel_size", 3, "Kernel of the locally connected input transform (the paper: 2 and 3).")
+flags.DEFINE_integer("batch_size", training.REFERENCE_BATCH_SIZE, "Mini-batch size.")
+flags.DEFINE_float("learning_rate", training.REFERENCE_LEARNING_RATE, "SGD learning rate.")
+flags.DEFINE_integer("seed", 0, "Random seed (transform initialisation, batch order, defense randomness).")
+flags.DEFINE_string("output", None, "Output JSON record; the transform and the checkpoint are written beside it.")
+flags.mark_flags_as_required(["target_model", "output"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if not FLAGS.output.endswith(".json"):
+        raise ConfigError(f"--output={FLAGS.output!r} must end in .json")
+    training.check_training_settings(FLAGS.epochs, FLAGS.batch_size, FLAGS.learning_rate)
+    reprogramming.parse_defense(FLAGS.target_defense)
+    stem = os.path.splitext(FLAGS.output)[0]
+    transform_path, checkpoint_path = stem + "_transform.h5", stem + "_checkpoint.h5"
+    target = serialization.load_model(FLAGS.target_model)
+    target = reprogramming.apply_defense(target, FLAGS.target_defense, seed=FLAGS.seed)
+    source = data.load_dataset(FLAGS.source_dataset, FLAGS.data_dir)
+    print(f"{source.name}: {len(source.x_train)} train / {len(source.x_test)} test images from {source.source}; "
+          f"target {FLAGS.target_model} (defense {FLAGS.target_defense})", flush=True)
+    transform, record = reprogramming.train_reprogramming(
+        target, source, FLAGS.epochs, kernel_size=FLAGS.kernel_size, batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate, seed=FLAGS.seed, checkpoint_path=checkpoint_path,
+        target_description=f"{target.name} (defense {FLAGS.target_defense})")
+    serialization.save_model(transform, transform_path)
+    record.update(target_model=FLAGS.target_model, target_defense=FLAGS.target_defense, output=FLAGS.output,
+                  transform_model=transform_path, checkpoint=checkpoint_path)
+    fileio.write_json(FLAGS.output, record)
+    print(f"reprogramming test accuracy {record['test_accuracy']:.4f} after {FLAGS.epochs} epochs "
+          f"(best {record['best_test_accuracy']:.4f}); wrote {FLAGS.output} and {transform_path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
