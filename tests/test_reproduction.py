@@ -1,0 +1,62 @@
+"""The HRS-paper reproduction pipeline on a minimal plan: cells, resume, mismatch refusal, report."""
+
+import json
+import os
+
+import pytest
+
+from hrs_tf import data, reproduction
+from hrs_tf.errors import ConfigError
+
+PLAN = dict(num_images=1, eot_samples=2, passes=2, accuracy_repeats=1, deviation_images=1, deviation_samples=3,
+            base_epochs=1, hrs_epochs=1, ablation_epochs=1, hrs_shapes=((2, 2),), eps_grid=(0.25,), fgsm_grid=(0.25,),
+            cw_confidences=(0.0,), des_eps=0.25, dropout_sweep=(0.5,), gaussian_sweep=(), hrs_sweep=(2,),
+            defenses=("Base", "HRS 2x2"), experiments=("accuracy", "attacks", "des"))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_mnist_dir):
+    dataset = data.load_dataset("mnist", tiny_mnist_dir)
+    work = tmp_path_factory.mktemp("reproduce") / "work"
+    logs = []
+    rep = reproduction.Reproduction(dataset, reproduction.plan_for("mnist", **PLAN), str(work), log=logs.append)
+    rep.run()
+    return dataset, work, rep, logs
+
+
+def test_cells_are_computed_once_and_deterministic_models_only_white_box(finished):
+    dataset, work, rep, logs = finished
+    attacks = sorted(os.listdir(work / "cells" / "attacks"))
+    # Base: white-box only (EOT / fixed change nothing on a deterministic model); 2 attacks x 1 eps.
+    assert sum(name.endswith("_Base.json") for name in attacks) == 2 + 1  # + FGSM at the DES eps
+    assert sum("eot" in name and name.endswith("HRS_2x2.json") for name in attacks) == 2
+    cell = json.loads((work / "cells" / "attacks" / "hrs_pgd_eot_eps=0.25_HRS_2x2.json").read_text())
+    assert cell["setting"] == "eot" and cell["eot_samples"] == 2 and cell["results"]["num_examples"] == 9
+    assert 0.0 <= cell["results"]["asr"] <= 1.0 and cell["cell"] == "hrs_pgd|eot|eps=0.25|HRS 2x2"
+    assert any("training Base" in line for line in logs) and any("training HRS 2x2" in line for line in logs)
+
+    again = []
+    rerun = reproduction.Reproduction(dataset, reproduction.plan_for("mnist", **PLAN), str(work), log=again.append)
+    rerun.run()
+    assert again == []  # nothing recomputed, nothing retrained
+
+
+def test_changed_content_settings_are_refused(finished):
+    dataset, work, _, _ = finished
+    with pytest.raises(ConfigError, match=r"num_images: 1 there vs 2 now"):
+        reproduction.Reproduction(dataset, reproduction.plan_for("mnist", **{**PLAN, "num_images": 2}), str(work))
+    with pytest.raises(ConfigError, match="unknown defenses"):
+        reproduction.plan_for("mnist", defenses=("Base", "Magic"))
+
+
+def test_report_has_our_numbers_beside_the_papers(finished, tmp_path):
+    _, work, rep, _ = finished
+    text = rep.report(str(tmp_path), "python tools/reproduce_hrs.py --dataset=mnist")
+    assert text.startswith("# HRS paper reproduced on mnist") and "python tools/reproduce_hrs.py --dataset=mnist" in text
+    base_acc = json.loads((work / "cells" / "accuracy" / "Base.json").read_text())["accuracy"]["mean"]
+    assert f"| Base | {100 * base_acc:.2f}% +- 0.00 | 99.04% |" in text  # Table A2 beside the paper
+    assert "| HRS | " in text and "| 74.90 |" in text  # mean DES row with the paper's CW-PGD value
+    assert "Fixed randomness vs white-box on HRS 2x2" in text
+    for png in ("pgd.png", "cw-pgd.png", "des_pgd.png"):
+        assert (tmp_path / "reproduce_hrs_mnist" / png).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "reproduce_hrs_mnist.md").read_text() == text
