@@ -5,6 +5,8 @@ import json
 import os
 import tempfile
 
+from hrs_tf.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -37,6 +39,23 @@ def write_json(path, obj):
             f.write("\n")
 
 
+def write_text(path, text):
+    """Writes the string ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def read_result(path):
+    """The JSON result file ``path`` of an earlier run; ConfigError (one line) if missing or not JSON."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"result file {path!r} does not exist")
+    try:
+        return read_json(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"result file {path!r} is not valid JSON: {e}") from None

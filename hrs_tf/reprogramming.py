@@ -458,3 +458,25 @@ def curves_table(records, epochs=(1, 5, 10)):
     headers = (["target", "untrained"] + [f"epoch {e}" for e in epochs]
                + ["last epoch (n)", "best epoch", "median epoch time"])
     return reporting.markdown_table(headers, rows)
+
+
+def report_markdown(records, plot_path, command, epochs=(1, 5, 10)):
+    """The reprogramming report (HRS paper Figure 6 style): settings, the accuracy table, the curve plot
+    written to ``plot_path`` (linked relative to the report), and the command that made it."""
+    from hrs_tf import reporting
+
+    records = _reprogramming_records(records)
+    if not records:
+        raise ConfigError("no reprogramming records (JSON files written by tools/reprogram.py) were given")
+    first = records[0]
+    curves_plot(records, plot_path)
+    rows = [[curve_label(r), r["target_model"], r["source_dataset"], r["kernel_size"], r["num_train"], r["seed"]]
+            for r in records]
+    return "\n".join([
+        f"Made by: `{command}`", "",
+        f"Task: reprogram frozen targets to classify **{first['source_dataset']}** (identity output map, "
+        f"{first['kernel_size']}x{first['kernel_size']} locally connected input transform; test accuracy over "
+        f"{first['num_test']} test images, {first['evaluation']}).", "",
+        reporting.markdown_table(["target", "model", "source task", "kernel", "train images", "seed"], rows), "",
+        curves_table(records, epochs), "",
+        f"![reprogramming curves]({os.path.basename(plot_path)})", ""])

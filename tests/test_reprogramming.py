@@ -260,6 +260,19 @@ def test_tool_writes_record_transform_and_resumes(fashion_target, tiny_mnist_dir
     assert longer["resumed_from_epoch"] == 1 and longer["history"][0] == record["history"][0]
     assert len(longer["history"]) == 2
 
+    report = tmp_path / "docs" / "reprogramming.md"
+    tool = [sys.executable, os.path.join(REPO, "tools", "report_reprogramming.py")]
+    result = subprocess.run(tool + [f"--records={out}", f"--output={report}"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = report.read_text()
+    last = f"{100 * longer['test_accuracy']:.2f}% (2)"
+    assert "| base |" in text and last in text and "![reprogramming curves](reprogramming.png)" in text
+    assert (report.parent / "reprogramming.png").stat().st_size > 1000
+    result = subprocess.run(tool + [f"--records={tmp_path / 'missing.json'}", f"--output={tmp_path / 'r2.md'}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: result file")
+    assert not (tmp_path / "r2.md").exists()
+
 
 @pytest.mark.parametrize("case", ["five_logits", "negative_padding"])
 def test_tool_errors_exit_cleanly_without_output(case, tiny_mnist_dir, tmp_path):

@@ -12,7 +12,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from hrs_tf import cli, fileio, reporting  # noqa: E402
-from hrs_tf.errors import ConfigError  # noqa: E402
 
 flags.DEFINE_list("base", [], "Sidecar JSON files of tools/train_base.py runs.")
 flags.DEFINE_list("hrs", [], "summary.json files of tools/train_hrs.py runs.")
@@ -22,26 +21,15 @@ flags.DEFINE_string("output", "docs/training_results.md", "Markdown report to wr
 FLAGS = flags.FLAGS
 
 
-def _read(path):
-    if not os.path.isfile(path):
-        raise ConfigError(f"result file {path!r} does not exist")
-    try:
-        return fileio.read_json(path)
-    except ValueError as e:
-        raise ConfigError(f"result file {path!r} is not valid JSON: {e}") from None
-
-
 def main(argv):
-    bases = [_read(p) for p in FLAGS.base]
-    summaries = [_read(p) for p in FLAGS.hrs]
+    bases = [fileio.read_result(p) for p in FLAGS.base]
+    summaries = [fileio.read_result(p) for p in FLAGS.hrs]
     benchmark = open(FLAGS.benchmark).read() if FLAGS.benchmark else None
     intro = open(FLAGS.intro).read() if FLAGS.intro else "# Training results\n"
     command = "python tools/report_training.py " + " ".join(sys.argv[1:])
     text = intro.rstrip() + "\n\n" + reporting.training_report(bases, summaries, os.path.dirname(os.path.abspath(FLAGS.output)),
                                                                 command, benchmark)
-    with fileio.atomic_path(FLAGS.output) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
+    fileio.write_text(FLAGS.output, text)
     print(f"wrote {FLAGS.output}")
 
 
