@@ -46,6 +46,7 @@ ADV_EPS = {"mnist": 0.3, "fashion_mnist": 0.1, "cifar10": 2 / 255}
 BASELINE_DEFENSES = ("Base", "SAP", "SAP (HRS variant)", "Dropout 0.1", "Dropout 0.3", "Gaussian", "Adv. training")
 STOCHASTIC_ATTACK_SETTINGS = ("whitebox", "eot", "fixed")
 GRADIENT_ATTACKS = {"PGD": "hrs_pgd", "CW-PGD": "hrs_cw_pgd"}
+DES_SWEEPS = ("dropout", "gaussian", "hrs")
 EXPERIMENTS = ("accuracy", "deviation", "attacks", "fgsm_cw", "des", "ablation")
 DETERMINISTIC = ("Base", "Adv. training")  # attacked white-box only: EOT and fixed randomness change nothing
 # Plan values that change what a cell holds without being part of its key (a resume must keep them).
@@ -82,6 +83,7 @@ class Plan:
     dropout_sweep: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     hrs_sweep: tuple = (2, 3, 4, 5, 6, 8, 10)
     hrs_shapes: tuple = ((5, 5), (10, 10))
+    des_sweeps: tuple = DES_SWEEPS  # which strength sweeps the ``des`` experiment runs
     des_max_accuracy_drop: float = 0.01
     defenses: tuple = None  # default: BASELINE_DEFENSES + one "HRS AxB" per hrs_shapes entry
     experiments: tuple = EXPERIMENTS
@@ -99,12 +101,17 @@ def plan_for(dataset_name, **overrides):
         plan = dataclasses.replace(plan, **overrides)
     except TypeError as e:
         raise ConfigError(f"bad reproduction setting: {e}") from None
+    if not plan.hrs_shapes or any(len(s) != 2 or min(s) < 1 for s in plan.hrs_shapes):
+        raise ConfigError(f"hrs_shapes={plan.hrs_shapes!r}: give one or more two-block shapes such as (5, 5)")
     hrs_names = tuple(f"HRS {a}x{b}" for a, b in plan.hrs_shapes)
     if plan.defenses is None:
         plan = dataclasses.replace(plan, defenses=BASELINE_DEFENSES + hrs_names)
     unknown = set(plan.defenses) - set(BASELINE_DEFENSES + hrs_names)
     if unknown:
         raise ConfigError(f"unknown defenses {sorted(unknown)}; choose from {', '.join(BASELINE_DEFENSES + hrs_names)}")
+    unknown = set(plan.des_sweeps) - set(DES_SWEEPS)
+    if unknown:
+        raise ConfigError(f"unknown DES sweeps {sorted(unknown)}; choose from {', '.join(DES_SWEEPS)}")
     unknown = set(plan.experiments) - set(EXPERIMENTS)
     if unknown:
         raise ConfigError(f"unknown experiments {sorted(unknown)}; choose from {', '.join(EXPERIMENTS)}")
@@ -341,10 +348,14 @@ class Reproduction:
 
     def sweep_defenses(self):
         plan = self.plan
-        names = [f"Dropout {r:g}" for r in plan.dropout_sweep]
-        names += [f"Gaussian ({i:g}, {j:g})" for i, j in plan.gaussian_sweep]
-        largest = max(plan.hrs_shapes)[0]
-        names += [f"HRS {k}x{k}" for k in plan.hrs_sweep if k <= largest]
+        names = []
+        if "dropout" in plan.des_sweeps:
+            names += [f"Dropout {r:g}" for r in plan.dropout_sweep]
+        if "gaussian" in plan.des_sweeps:
+            names += [f"Gaussian ({i:g}, {j:g})" for i, j in plan.gaussian_sweep]
+        if "hrs" in plan.des_sweeps:
+            largest = max(plan.hrs_shapes)[0]
+            names += [f"HRS {k}x{k}" for k in plan.hrs_sweep if k <= largest]
         return names
 
     # -- report -------------------------------------------------------------------------------------
@@ -498,10 +509,14 @@ def write_report(rep, docs_dir, command, notes=None):
     parts.append(reporting.markdown_table(["attack", "defense", "slope", "intercept", "R^2"], fit_rows))
     for label, png in panels.items():
         parts.append(f"\n![DES {label}]({png})\n")
-    parts.append(f"\nStrength settings: test dropout rate {', '.join(f'{r:g}' for r in plan.dropout_sweep)} on the base "
-                 f"model; Gaussian (init, inner) sigmas {', '.join(str(s) for s in plan.gaussian_sweep)} "
-                 f"({plan.sweep_epochs} epochs each); HRS k x k for k in {', '.join(map(str, plan.hrs_sweep))}, the first k "
-                 f"channels of each block of the HRS {max(plan.hrs_shapes)[0]}x{max(plan.hrs_shapes)[1]} model.\n")
+    largest = max(plan.hrs_shapes)
+    sweeps = {"dropout": f"test dropout rate {', '.join(f'{r:g}' for r in plan.dropout_sweep)} on the base model",
+              "gaussian": f"Gaussian (init, inner) sigmas {', '.join(str(s) for s in plan.gaussian_sweep)} "
+                          f"({plan.sweep_epochs} epochs each)",
+              "hrs": f"HRS k x k for k in {', '.join(str(k) for k in plan.hrs_sweep if k <= largest[0])}, the first k "
+                     f"channels of each block of the HRS {largest[0]}x{largest[1]} model"}
+    parts.append("\nStrength settings: " + "; ".join(sweeps[k] for k in DES_SWEEPS if k in plan.des_sweeps) +
+                 ". Not run here: " + (", ".join(k for k in DES_SWEEPS if k not in plan.des_sweeps) or "none") + ".\n")
 
     # Ablation (Table A3).
     parts.append("## Number of switching blocks (Table A3)\n")
@@ -522,9 +537,7 @@ def write_report(rep, docs_dir, command, notes=None):
     parts.extend(claims(rep))
     text = "\n".join(parts) + "\n"
     out = os.path.join(docs_dir, f"reproduce_hrs_{ds}.md")
-    with fileio.atomic_path(out) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
+    fileio.write_text(out, text)
     return text
 
 

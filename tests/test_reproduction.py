@@ -60,3 +60,28 @@ def test_report_has_our_numbers_beside_the_papers(finished, tmp_path):
     for png in ("pgd.png", "cw-pgd.png", "des_pgd.png"):
         assert (tmp_path / "reproduce_hrs_mnist" / png).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "reproduce_hrs_mnist.md").read_text() == text
+
+
+def test_des_sweeps_select_the_strength_families_and_bad_plans_are_refused():
+    plan = reproduction.plan_for("mnist", **{**PLAN, "des_sweeps": ("hrs",)})
+    rep = reproduction.Reproduction.__new__(reproduction.Reproduction)
+    rep.plan = plan
+    assert rep.sweep_defenses() == ["HRS 2x2"]  # the HRS sweep stops at the largest HRS model (2x2)
+    rep.plan = reproduction.plan_for("mnist", **{**PLAN, "des_sweeps": ("dropout", "hrs")})
+    assert rep.sweep_defenses() == ["Dropout 0.5", "HRS 2x2"]
+    with pytest.raises(ConfigError, match="unknown DES sweeps"):
+        reproduction.plan_for("mnist", des_sweeps=("noise",))
+    with pytest.raises(ConfigError, match="hrs_shapes"):
+        reproduction.plan_for("mnist", hrs_shapes=((5,),))
+
+
+def test_tool_rejects_bad_shapes_in_one_line(tmp_path, tiny_mnist_dir):
+    import subprocess
+    import sys
+
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "reproduce_hrs.py")
+    result = subprocess.run([sys.executable, tool, f"--data_dir={tiny_mnist_dir}", "--hrs_shapes=5by5",
+                             f"--work_dir={tmp_path / 'w'}", f"--docs_dir={tmp_path / 'd'}"], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: --hrs_shapes: '5by5' is not a shape like 5x5"
+    assert not (tmp_path / "w").exists() and not (tmp_path / "d").exists()

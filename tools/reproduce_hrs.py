@@ -26,6 +26,8 @@ flags.DEFINE_multi_string("use_model", [], "NAME=PATH of an already trained mode
 flags.DEFINE_list("defenses", None, "Defenses to evaluate (default: all of "
                   f"{', '.join(reproduction.BASELINE_DEFENSES)}, HRS 5x5, HRS 10x10).")
 flags.DEFINE_list("experiments", list(reproduction.EXPERIMENTS), "Experiments to run.")
+flags.DEFINE_list("hrs_shapes", ["5x5", "10x10"], "HRS models (two blocks each); the DES sweep takes subsets of the largest.")
+flags.DEFINE_list("des_sweeps", list(reproduction.DES_SWEEPS), "Strength sweeps of the DES experiment.")
 flags.DEFINE_integer("num_images", 50, "First N test images, each attacked toward its 9 wrong classes.")
 flags.DEFINE_integer("eot_samples", 10, "Passes averaged per EOT gradient.")
 flags.DEFINE_integer("passes", 10, "Fresh stochastic passes scored per adversarial example.")
@@ -57,6 +59,16 @@ def parse_existing(items):
     return existing
 
 
+def parse_shapes(items):
+    shapes = []
+    for item in items:
+        parts = item.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise ConfigError(f"--hrs_shapes: {item!r} is not a shape like 5x5")
+        shapes.append((int(parts[0]), int(parts[1])))
+    return tuple(shapes)
+
+
 def main(argv):
     existing = parse_existing(FLAGS.use_model)
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
@@ -64,7 +76,8 @@ def main(argv):
         dataset.name, defenses=tuple(FLAGS.defenses) if FLAGS.defenses else None, experiments=tuple(FLAGS.experiments), num_images=FLAGS.num_images,
         eot_samples=FLAGS.eot_samples, passes=FLAGS.passes, base_epochs=FLAGS.base_epochs, hrs_epochs=FLAGS.hrs_epochs,
         gaussian_epochs=FLAGS.gaussian_epochs, sweep_epochs=FLAGS.sweep_epochs, adv_epochs=FLAGS.adv_epochs,
-        adv_steps=FLAGS.adv_steps, ablation_epochs=FLAGS.ablation_epochs)
+        adv_steps=FLAGS.adv_steps, ablation_epochs=FLAGS.ablation_epochs, hrs_shapes=parse_shapes(FLAGS.hrs_shapes),
+        des_sweeps=tuple(FLAGS.des_sweeps))
     work_dir = FLAGS.work_dir or os.path.join("runs", f"reproduce_{dataset.name}")
     rep = reproduction.Reproduction(dataset, plan, work_dir, existing)
     if not FLAGS.report_only:
