@@ -9,7 +9,8 @@ A model trained with dropout rate r after FC1 is wrapped once with
   its own dropout mask (the reference's one-image-at-a-time evaluation);
 - **attack**: the first ``num_images`` test images x their 9 wrong targets (targeted), crafted white-box on
   the stochastic model (random mode: every forward pass of the attack draws fresh masks, gradients
-  included); **ASR** = success of single fresh passes (the mean over ``passes`` passes, i.e. the expected
+  included) as in the paper, or under ``eot`` (every gradient averaged over ``eot_samples`` passes) or
+  ``fixed`` (crafted with dropout off) to test the defense against an adaptive attacker; **ASR** = success of single fresh passes (the mean over ``passes`` passes, i.e. the expected
   single-pass ASR, plus the first pass alone and the majority of the passes); **mean L2** of the
   successful examples, each (example, pass) success weighted once.
 
@@ -106,7 +107,7 @@ class Evaluator:
     """Measures rows (test accuracy, ASR, L2) of one trained model at any test rate."""
 
     def __init__(self, model, dataset, attack, attack_kwargs, num_images, accuracy_images=None, repeats=5, passes=10,
-                 batch_size=100, seed=0, train_rate=None, progress=print):
+                 batch_size=100, seed=0, train_rate=None, progress=print, setting="whitebox", eot_samples=10):
         existing = baselines.dropout_after_fc1(model)
         if existing is None and train_rate is None:
             raise ModelError(f"model {model.name!r} has no Dropout layer after 'fc1'; defensive dropout needs a model "
@@ -125,6 +126,7 @@ class Evaluator:
         self.accuracy_x, self.accuracy_y = data_module.first_test_images(dataset, n)
         self.repeats, self.passes, self.batch_size, self.seed = int(repeats), int(passes), int(batch_size), int(seed)
         self.progress = progress or (lambda line: None)
+        self.setting, self.eot_samples = setting, int(eot_samples)
 
     def __call__(self, test_rate):
         """One row at test rate ``test_rate``."""
@@ -138,7 +140,8 @@ class Evaluator:
             idx, targets = evaluation.make_pairs(self.y, "all", num_classes=int(self.model.output_shape[-1]))
             crafted = time.time()
             x = self.x[idx]
-            x_adv = evaluation.run_attack(self.model, self.attack, x, targets, True, batch_size=self.batch_size, seed=seed,
+            x_adv = evaluation.run_attack(self.model, self.attack, x, targets, True, setting=self.setting,
+                                          eot_samples=self.eot_samples, batch_size=self.batch_size, seed=seed,
                                           progress=self.progress, **self.attack_kwargs)
             attack_seconds = time.time() - crafted
             predictions = evaluation.predict(self.model, x_adv, self.passes)

@@ -123,6 +123,26 @@ def test_real_rows_are_seeded_and_sane(small_model, real_mnist):
         dd.attack_settings("pgd")
 
 
+def test_adaptive_settings_reach_the_attack(small_model, real_mnist, monkeypatch):
+    common = dict(num_images=5, accuracy_images=200, repeats=1, passes=3, seed=1, progress=None)
+    rows = {setting: dd.Evaluator(small_model, real_mnist, "fgsm", dd.attack_settings("fgsm"), setting=setting,
+                                  eot_samples=3, **common)(0.0) for setting in ("whitebox", "eot", "fixed")}
+    # At r' = 0 the model is deterministic: EOT averages equal gradients and "fixed" is the same model.
+    for setting in ("eot", "fixed"):
+        assert rows[setting]["asr"] == rows["whitebox"]["asr"]
+        assert rows[setting]["mean_l2"] == pytest.approx(rows["whitebox"]["mean_l2"], abs=1e-6)
+    calls = []
+    original = dd.evaluation.run_attack
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs["setting"], kwargs["eot_samples"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(dd.evaluation, "run_attack", spy)
+    dd.Evaluator(small_model, real_mnist, "fgsm", dd.attack_settings("fgsm"), setting="eot", eot_samples=4, **common)(0.5)
+    assert calls == [("eot", 4)]
+
+
 def run_tool(*args):
     return subprocess.run([sys.executable, os.path.join(REPO, "tools", "defensive_dropout.py"), *args],
                           capture_output=True, text=True, cwd=REPO)
@@ -158,3 +178,10 @@ def test_defensive_dropout_tool(tmp_path, small_model, tiny_mnist_dir):
     assert failed.returncode == 2, failed.stderr
     assert failed.stderr.strip().splitlines()[-1] == "error: --attack='pgd' is not one of the paper's attacks fgsm, jsma_f, jsma_z, cw_l2"
     assert not fresh.parent.exists()
+    failed = run_tool(*[a for a in args if not a.startswith("--output")], "--setting=magic", f"--output={fresh}")
+    assert failed.returncode == 2 and failed.stderr.strip().splitlines()[-1] == \
+        "error: --setting='magic' is not one of whitebox, eot, fixed"
+    assert not fresh.parent.exists()
+    # An EOT run is a different experiment: refused against the white-box results in the same file.
+    refused = run_tool(*args, "--setting=eot", "--eot_samples=2")
+    assert refused.returncode == 2 and "setting: None there vs 'eot' now" in refused.stderr and out.read_text() == before

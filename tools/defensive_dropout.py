@@ -36,6 +36,8 @@ flags.DEFINE_integer("num_images", 50, "Attack the first N test images x 9 targe
 flags.DEFINE_integer("accuracy_images", None, "Test accuracy on the first N test images (default: all).")
 flags.DEFINE_integer("repeats", 5, "Passes over the test images for the accuracy (each image its own mask).")
 flags.DEFINE_integer("passes", 10, "Fresh passes judging each adversarial example (single-pass ASR averaged; majority).")
+flags.DEFINE_string("setting", "whitebox", "How the attack crafts: whitebox (the paper: on the stochastic model), eot or fixed.")
+flags.DEFINE_integer("eot_samples", 10, "--setting=eot: passes averaged per gradient.")
 flags.DEFINE_integer("batch_size", 100, "Examples per attack batch.")
 flags.DEFINE_integer("seed", 0, "Run seed; every row draws from a seed derived from it and its rates.")
 flags.DEFINE_string("eps", None, "Override the FGSM eps (0.25).")
@@ -54,6 +56,7 @@ def main(argv):
     from hrs_tf import defensive_dropout as dd
     from hrs_tf import evaluation, fileio, serialization, training
     from hrs_tf.attacks import common
+    from hrs_tf.attacks import settings as settings_module
 
     if not FLAGS.output.endswith(".json"):
         raise ConfigError(f"--output={FLAGS.output!r} must end in .json")
@@ -61,8 +64,10 @@ def main(argv):
     if FLAGS.attack not in dd.PAPER_ATTACKS:
         raise ConfigError(f"--attack={FLAGS.attack!r} is not one of the paper's attacks {', '.join(dd.PAPER_ATTACKS)}")
     attack_kwargs = dd.attack_settings(FLAGS.attack, evaluation.attack_parameters(FLAGS.attack, given))
-    for name in ("num_images", "repeats", "passes", "batch_size"):
+    for name in ("num_images", "repeats", "passes", "batch_size", "eot_samples"):
         common.check_count(getattr(FLAGS, name), name, minimum=1)
+    if FLAGS.setting not in settings_module.SETTINGS:
+        raise ConfigError(f"--setting={FLAGS.setting!r} is not one of {', '.join(settings_module.SETTINGS)}")
     if FLAGS.grid:
         if FLAGS.model or not FLAGS.models:
             raise ConfigError("--grid takes --models=r<train rate>:<path>,... (not --model)")
@@ -78,11 +83,14 @@ def main(argv):
     log = lambda line: print(line, flush=True)  # noqa: E731
     evaluators = [dd.Evaluator(serialization.load_model(path), dataset, FLAGS.attack, attack_kwargs, FLAGS.num_images,
                                FLAGS.accuracy_images, FLAGS.repeats, FLAGS.passes, FLAGS.batch_size, FLAGS.seed,
-                               train_rate=rate, progress=log) for rate, path in models]
+                               train_rate=rate, progress=log, setting=FLAGS.setting, eot_samples=FLAGS.eot_samples)
+                  for rate, path in models]
     settings = {"dataset": dataset.name, "attack": FLAGS.attack, "attack_settings": attack_kwargs,
                 "num_images": FLAGS.num_images, "accuracy_images": len(evaluators[0].accuracy_x), "repeats": FLAGS.repeats,
                 "passes": FLAGS.passes, "batch_size": FLAGS.batch_size, "seed": FLAGS.seed,
                 "models": [{"train_rate": e.train_rate, "sha1": dd.file_digest(path)} for e, (_, path) in zip(evaluators, models)]}
+    if FLAGS.setting != "whitebox":  # (absent: white-box, the paper's setting)
+        settings.update(setting=FLAGS.setting, **({"eot_samples": FLAGS.eot_samples} if FLAGS.setting == "eot" else {}))
     stem = os.path.splitext(FLAGS.output)[0]
     if FLAGS.grid:
         result = dd.run_grid(evaluators, test_rates, FLAGS.output, settings, log=log)
@@ -96,9 +104,7 @@ def main(argv):
     result.update(model_files=[path for _, path in models], versions=training.versions(),
                   command_line={name: FLAGS[name].value for name in FLAGS if FLAGS[name].present})
     fileio.write_json(FLAGS.output, result)
-    with fileio.atomic_path(stem + ".md") as tmp:
-        with open(tmp, "w") as f:
-            f.write(markdown)
+    fileio.write_text(stem + ".md", markdown)
     print(markdown)
     if not FLAGS.grid:
         print(f"chosen test rate r' = {result['chosen_test_rate']:g}")
