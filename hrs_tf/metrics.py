@@ -1,12 +1,35 @@
 """Clean-accuracy metrics, including the spread of a stochastic model over repeated evaluations."""
 
+import contextlib
+
 import numpy as np
+
+from hrs_tf.errors import ConfigError
 
 
 def predict_logits(model, x, batch_size=500):
     """Logits of ``model`` on ``x``, one forward execution per batch of ``batch_size``."""
     outputs = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+
+def logits_digest(model, x, path=None, batch_size=500):
+    """SHA-256 of the float32 logits of ``model`` on ``x`` with its randomness fixed: every stochastic layer
+    off and, for an HRS model, the switches pinned to ``path`` (default: channel 0 of every block). Equal
+    digests from two processes mean bit-identical outputs (e.g. a saved model and its reload)."""
+    import hashlib
+
+    from hrs_tf import hrs, stochastic
+
+    switches = hrs.switches(model)
+    if path is not None and not switches:
+        raise ConfigError(f"a path was given but model {model.name!r} has no RandomSwitch blocks")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(stochastic.randomness(model, stochastic.OFF))
+        if switches:
+            stack.enter_context(hrs.pinned_path(model, tuple(path) if path is not None else (0,) * len(switches)))
+        logits = predict_logits(model, x, batch_size).astype(np.float32)
+    return hashlib.sha256(np.ascontiguousarray(logits).tobytes()).hexdigest()
 
 
 def accuracy(model, x, y, batch_size=500):

@@ -203,6 +203,20 @@ def test_evaluate_accuracy_tool_on_saved_and_published_hrs(tmp_path, finished_ru
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0 and "exactly one of --model or --hrs_weights_dir" in result.stderr
 
+    # Fixed-randomness digests: a fresh process on the saved model, the published-layout weights and this
+    # process all give bit-identical logits for the same path; another path gives other logits.
+    def digest(*args):
+        result = subprocess.run(tool + ["--num_images=50", *args], capture_output=True, text=True, cwd=REPO)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split("logits sha256 ")[1].split()[0]
+
+    x = data.first_test_images(data.load_dataset("mnist", tiny_mnist_dir), 50)[0]
+    saved = digest(f"--model={out / 'hrs_model.h5'}", "--path=1,0")
+    assert saved == digest(f"--hrs_weights_dir={folder}", "--path=1,0") == metrics.logits_digest(trained, x, (1, 0))
+    assert saved != digest(f"--model={out / 'hrs_model.h5'}", "--digest")  # default path (0, 0)
+    result = subprocess.run(tool + [f"--model={out / 'hrs_model.h5'}", "--path=1,x"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == "error: --path='1,x' must be channel numbers such as 3,1"
+
 
 @pytest.mark.parametrize("channels", [(2,), (1, 2, 1)])
 def test_one_and_three_block_runs(tmp_path, tiny, channels):

@@ -2,6 +2,11 @@
 
     python tools/evaluate_accuracy.py --model=runs/hrs_mnist_5x5/hrs_model.h5 --dataset=mnist --repeats=5
     python tools/evaluate_accuracy.py --hrs_weights_dir="Model/MNIST_models/test_hrs[10][10]" --dataset=mnist
+    python tools/evaluate_accuracy.py --model=runs/hrs_mnist_5x5/hrs_model.h5 --dataset=mnist --digest --path=3,1
+
+``--digest`` also prints the SHA-256 of the logits with the randomness fixed (stochastic layers off, HRS
+switches pinned to ``--path``, default channel 0 of every block): run it in two processes, e.g. on a model
+and on its saved-and-reloaded copy, and equal digests mean bit-identical outputs.
 
 The second form reads the published repo's per-channel Keras-2 weight files (``<block>_<channel>``).
 """
@@ -23,8 +28,19 @@ flags.DEFINE_string("dataset", "mnist", "Data set: mnist, fashion_mnist or cifar
 flags.DEFINE_string("data_dir", None, "Folder holding the data set.")
 flags.DEFINE_integer("repeats", 5, "Evaluations of the whole test set (stochastic models).")
 flags.DEFINE_integer("num_images", None, "Only the first N test images (default: all).")
+flags.DEFINE_bool("digest", False, "Also print the SHA-256 of the fixed-randomness logits (see above).")
+flags.DEFINE_list("path", None, "--digest: HRS channel per block, e.g. 3,1 (default 0 in every block).")
 flags.DEFINE_string("output", None, "Optional JSON result file.")
 FLAGS = flags.FLAGS
+
+
+def _parse_path(items):
+    if not items:
+        return None
+    try:
+        return tuple(int(c) for c in items)
+    except ValueError:
+        raise ConfigError(f"--path={','.join(items)!r} must be channel numbers such as 3,1") from None
 
 
 def main(argv):
@@ -44,9 +60,15 @@ def main(argv):
     result = metrics.clean_accuracy(model, x, y, FLAGS.repeats)
     print(f"test accuracy {result['mean']:.4f} +- {result['std']:.4f} (min {result['min']:.4f}, max {result['max']:.4f}, "
           f"{len(result['runs'])} evaluations of {n} images)")
+    digest = None
+    if FLAGS.digest or FLAGS.path:
+        path = _parse_path(FLAGS.path)
+        digest = metrics.logits_digest(model, x, path)
+        print(f"logits sha256 {digest} ({n} images, fixed randomness{'' if path is None else ', path ' + str(list(path))})")
     if FLAGS.output:
         fileio.write_json(FLAGS.output, {"kind": "clean_accuracy", "model": FLAGS.model, "hrs_weights_dir": FLAGS.hrs_weights_dir,
                                          "dataset": dataset.name, "num_images": n, "accuracy": result,
+                                         "logits_sha256": digest, "path": FLAGS.path,
                                          "versions": training.versions()})
 
 
