@@ -47,6 +47,7 @@ BASELINE_DEFENSES = ("Base", "SAP", "SAP (HRS variant)", "Dropout 0.1", "Dropout
 STOCHASTIC_ATTACK_SETTINGS = ("whitebox", "eot", "fixed")
 GRADIENT_ATTACKS = {"PGD": "hrs_pgd", "CW-PGD": "hrs_cw_pgd"}
 DES_SWEEPS = ("dropout", "gaussian", "hrs")
+NOT_RUN = "*No results: the `{experiment}` experiment has not been computed for this report.*\n"
 EXPERIMENTS = ("accuracy", "deviation", "attacks", "fgsm_cw", "des", "ablation")
 DETERMINISTIC = ("Base", "Adv. training")  # attacked white-box only: EOT and fixed randomness change nothing
 # Plan values that change what a cell holds without being part of its key (a resume must keep them).
@@ -458,10 +459,14 @@ def write_report(rep, docs_dir, command, notes=None):
             fgsm_series[d] = ([e * 255 for e in plan.fgsm_grid], f)
         if all(v is not None for v in c):
             cw_series[d] = (list(plan.cw_confidences), c)
-    png = f"{rel}/fgsm_cw.png"
-    reporting.plot_panels(os.path.join(docs_dir, png), {"FGSM (x: eps x 255)": fgsm_series, "C&W-L2 (x: kappa)": cw_series},
-                          "strength", "attack success rate", ylim=(-0.02, 1.02))
-    parts.append(f"![FGSM and CW]({png})\n")
+    if fgsm_series or cw_series:
+        png = f"{rel}/fgsm_cw.png"
+        reporting.plot_panels(os.path.join(docs_dir, png), {"FGSM (x: eps x 255)": fgsm_series,
+                                                            "C&W-L2 (x: kappa)": cw_series},
+                              "strength", "attack success rate", ylim=(-0.02, 1.02))
+        parts.append(f"![FGSM and CW]({png})\n")
+    else:
+        parts.append(NOT_RUN.format(experiment="fgsm_cw"))
     parts.append(reporting.markdown_table(["defense"] + [f"FGSM {eps_label(e)}" for e in plan.fgsm_grid], fgsm_rows))
     parts.append("\n" + reporting.markdown_table(["defense"] + [f"CW kappa={k:g} (mean L2)" for k in plan.cw_confidences],
                                                  cw_rows) + "\n")
@@ -502,6 +507,8 @@ def write_report(rep, docs_dir, command, notes=None):
             png = f"{rel}/des_{slug(label.lower())}.png"
             des.plot_des(os.path.join(docs_dir, png), panel, f"{label} at {eps_label(plan.des_eps)}: defense gain vs accuracy drop")
             panels[label] = png
+    if not des_rows:
+        parts.append(NOT_RUN.format(experiment="des"))
     parts.append(reporting.markdown_table(
         ["attack", "defense", f"mean DES, accuracy drop <= {100 * plan.des_max_accuracy_drop:g} pt", "mean DES, all settings",
          "paper Table 2"], des_rows))
@@ -526,6 +533,8 @@ def write_report(rep, docs_dir, command, notes=None):
         acc = _get(rep.stored("accuracy", name), "accuracy", "mean")
         rows.append([f"{blocks} ({'x'.join([str(plan.ablation_channels)] * blocks)})", _fmt(acc, digits=2)] +
                     [_fmt(_asr(rep, name, "hrs_cw_pgd", "whitebox", eps=e)) for e in plan.eps_grid])
+    if all(row[1] == "-" for row in rows):
+        parts.append(NOT_RUN.format(experiment="ablation"))
     parts.append(reporting.markdown_table(["blocks", "test accuracy"] + [f"CW-PGD {eps_label(e)}" for e in plan.eps_grid], rows))
     a3 = paper_values.HRS_TABLE_A3_ASR
     parts.append("\nPaper (CIFAR-10, eps 1/2/4/6/8 /255): " + "; ".join(

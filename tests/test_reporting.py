@@ -3,10 +3,10 @@ import os
 from hrs_tf import reporting
 
 
-def base_record(dataset, acc):
+def base_record(dataset, acc, epochs=3):
     history = [{"epoch": e, "seconds": 10.0 + e, "loss": 1.0 / e, "accuracy": 0.9, "val_accuracy": acc - 0.01 / e}
                for e in (1, 2, 3)]
-    return {"dataset": dataset, "architecture": "mnist", "epochs": 3, "seed": 0, "test_accuracy": acc,
+    return {"dataset": dataset, "architecture": "mnist", "epochs": epochs, "seed": 0, "test_accuracy": acc,
             "train_seconds": 36.0, "history": history}
 
 
@@ -19,11 +19,12 @@ def hrs_summary(dataset):
 
 
 def test_training_report_tables_and_plots(tmp_path):
-    text = reporting.training_report([base_record("mnist", 0.992)], [hrs_summary("mnist")], str(tmp_path),
+    bases = [base_record("mnist", 0.995, epochs=40), base_record("mnist", 0.992)]
+    text = reporting.training_report(bases, [hrs_summary("mnist")], str(tmp_path),
                                      "python tools/report_training.py --base=x", "base 1.00x")
     assert "python tools/report_training.py --base=x" in text
     assert "| mnist | mnist | 3 | 0 | 99.20% | 99.04% | 0.6 min | 11 / 12 s |" in text
-    assert "| mnist | 2x2 | 3,3 | 98.75% +- 0.05% (2 passes) | 98.50% / 99.00% | 99.20% | -0.45 pt | 4 min |" in text
+    assert "| mnist | 2x2 | 3,3 | 98.75% +- 0.05% (2 passes) | 98.50% / 99.00% | 99.20% (3 epochs) | -0.45 pt | 4 min |" in text  # the base with equal epochs
     assert text.count("| 0 | 1 | 1 | 3 | 99.00% | 98.50% | 1.0 min |") == 1
     for png in ("base_test_accuracy.png", "hrs_path_accuracy.png"):
         with open(tmp_path / png, "rb") as f:

@@ -85,3 +85,13 @@ def test_tool_rejects_bad_shapes_in_one_line(tmp_path, tiny_mnist_dir):
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: --hrs_shapes: '5by5' is not a shape like 5x5"
     assert not (tmp_path / "w").exists() and not (tmp_path / "d").exists()
+
+
+def test_report_of_an_empty_work_dir_says_what_was_not_run(tmp_path, tiny_mnist_dir):
+    dataset = data.load_dataset("mnist", tiny_mnist_dir)
+    rep = reproduction.Reproduction(dataset, reproduction.plan_for("mnist", **PLAN), str(tmp_path / "work"))
+    text = rep.report(str(tmp_path / "docs"), "python tools/reproduce_hrs.py --report_only")
+    for experiment in ("fgsm_cw", "des", "ablation"):
+        assert f"the `{experiment}` experiment has not been computed" in text
+    assert "| Base | - | 99.04% |" in text  # the paper's number stands beside an empty cell
+    assert (tmp_path / "docs" / "reproduce_hrs_mnist" / "pgd.png").read_bytes()[:4] == b"\x89PNG"  # empty panels
