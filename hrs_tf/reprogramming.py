@@ -461,22 +461,28 @@ def curves_table(records, epochs=(1, 5, 10)):
 
 
 def report_markdown(records, plot_path, command, epochs=(1, 5, 10)):
-    """The reprogramming report (HRS paper Figure 6 style): settings, the accuracy table, the curve plot
-    written to ``plot_path`` (linked relative to the report), and the command that made it."""
+    """The reprogramming report (HRS paper Figure 6 style): per source task, the runs' settings, the accuracy
+    table and the curve plot (written beside ``plot_path``, one PNG per task), and the command that made it."""
     from hrs_tf import reporting
 
     records = _reprogramming_records(records)
     if not records:
         raise ConfigError("no reprogramming records (JSON files written by tools/reprogram.py) were given")
-    first = records[0]
-    curves_plot(records, plot_path)
-    rows = [[curve_label(r), r["target_model"], r["source_dataset"], r["kernel_size"], r["num_train"], r["seed"]]
-            for r in records]
-    return "\n".join([
-        f"Made by: `{command}`", "",
-        f"Task: reprogram frozen targets to classify **{first['source_dataset']}** (identity output map, "
-        f"{first['kernel_size']}x{first['kernel_size']} locally connected input transform; test accuracy over "
-        f"{first['num_test']} test images, {first['evaluation']}).", "",
-        reporting.markdown_table(["target", "model", "source task", "kernel", "train images", "seed"], rows), "",
-        curves_table(records, epochs), "",
-        f"![reprogramming curves]({os.path.basename(plot_path)})", ""])
+    tasks = {}
+    for r in records:
+        tasks.setdefault(r["source_dataset"], []).append(r)
+    parts = [f"Made by: `{command}`", ""]
+    stem, ext = os.path.splitext(plot_path)
+    for source, group in tasks.items():
+        path = plot_path if len(tasks) == 1 else f"{stem}_{source}{ext}"
+        curves_plot(group, path, title=f"Adversarial reprogramming to {source}")
+        first = group[0]
+        rows = [[curve_label(r), r["target_model"], r["kernel_size"], r["num_train"], r["seed"]] for r in group]
+        parts += [
+            f"### Reprogrammed to classify {source}", "",
+            f"Identity output map, {first['kernel_size']}x{first['kernel_size']} locally connected input transform; "
+            f"test accuracy over {first['num_test']} test images, {first['evaluation']}.", "",
+            reporting.markdown_table(["target", "frozen model", "kernel", "train images", "seed"], rows), "",
+            curves_table(group, epochs), "",
+            f"![reprogramming to {source}]({os.path.basename(path)})", ""]
+    return "\n".join(parts)

@@ -266,8 +266,12 @@ def test_tool_writes_record_transform_and_resumes(fashion_target, tiny_mnist_dir
     assert result.returncode == 0, result.stderr
     text = report.read_text()
     last = f"{100 * longer['test_accuracy']:.2f}% (2)"
-    assert "| base |" in text and last in text and "![reprogramming curves](reprogramming.png)" in text
+    assert "| base |" in text and last in text and "![reprogramming to mnist](reprogramming.png)" in text
     assert (report.parent / "reprogramming.png").stat().st_size > 1000
+    other = dict(longer, source_dataset="fashion_mnist", target_defense="dropout:0.3")  # a second task
+    text = reprogramming.report_markdown([longer, other], str(tmp_path / "two" / "r.png"), "cmd")
+    assert "### Reprogrammed to classify mnist" in text and "### Reprogrammed to classify fashion_mnist" in text
+    assert "| dropout 0.3 |" in text and sorted(os.listdir(tmp_path / "two")) == ["r_fashion_mnist.png", "r_mnist.png"]
     result = subprocess.run(tool + [f"--records={tmp_path / 'missing.json'}", f"--output={tmp_path / 'r2.md'}"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: result file")
