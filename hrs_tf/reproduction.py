@@ -181,7 +181,7 @@ class ModelStore:
         folder = self.hrs_folder(name)
         if not os.path.exists(os.path.join(folder, hrs_training.SUMMARY_FILE)):
             self.log(f"training {name} -> {folder}")
-            hrs_training.train_hrs(self.dataset, folder, channels, epochs, seed=self.plan.seed, verbose=0, log=self.log,
+            hrs_training.train_hrs(self.dataset, folder, channels, epochs, seed=self.plan.seed, verbose=2, log=self.log,
                                    reuse_block0_from=reuse if reuse and os.path.exists(reuse) else None)
         self._record(name, folder)
         return serialization.load_model(os.path.join(folder, hrs_training.MODEL_FILE))
@@ -195,7 +195,7 @@ class ModelStore:
         plan, data = self.plan, self.dataset
         if name == "Base":
             return self._saved(name, "base.h5", lambda: training.train_base_model(
-                data, epochs=plan.base_epochs, seed=plan.seed, verbose=0))
+                data, epochs=plan.base_epochs, seed=plan.seed, verbose=2))  # one line per epoch
         if name == "SAP":
             return baselines.with_sap(self.get("Base"), "exact")
         if name == "SAP (HRS variant)":
@@ -209,7 +209,7 @@ class ModelStore:
                            else baselines.gaussian_defaults(data.name))
             epochs = plan.sweep_epochs if match.group(1) else plan.gaussian_epochs
             return self._saved(name, f"gaussian_{init:g}_{inner:g}_{epochs}ep.h5", lambda: baselines.train_gaussian_model(
-                data, init, inner, seed=plan.seed, epochs=epochs, verbose=0))
+                data, init, inner, seed=plan.seed, epochs=epochs, verbose=2))
         if name == "Adv. training":
             def train():
                 model, record = adversarial_training.train_adversarial(
