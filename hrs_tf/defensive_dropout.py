@@ -204,12 +204,9 @@ def _resume(path, settings):
         previous = fileio.read_json(path)
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot read earlier results {path!r}: {e}") from None
-    if previous.get("settings") != settings:
-        old = previous.get("settings") or {}
-        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-        detail = ", ".join(f"{k}: {old.get(k)!r} there vs {settings.get(k)!r} now" for k in changed)
-        raise ConfigError(f"{path!r} holds results with other settings ({detail}); use another output or the "
-                          "original settings to resume")
+    old = previous.get("settings") or {}
+    fileio.check_same_settings(old, settings, sorted(set(old) | set(settings)), f"{path!r} holds results",
+                               "use another output or the original settings to resume")
     return {rate_key(r["test_rate"], r["train_rate"] if "grid" in settings else None): r for r in previous["rows"]}
 
 

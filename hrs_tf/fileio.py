@@ -59,3 +59,13 @@ def read_result(path):
         return read_json(path)
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"result file {path!r} is not valid JSON: {e}") from None
+
+
+def check_same_settings(stored, current, keys, holder, hint):
+    """ConfigError unless ``stored`` and ``current`` agree on every key in ``keys`` (a resumed run must keep
+    the settings its saved work was made with). The message names ``holder`` (e.g. "'runs/x' holds an HRS
+    run"), every differing key with both values, and ``hint`` (what to do instead)."""
+    changed = [k for k in keys if stored.get(k) != current.get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {stored.get(k)!r} there vs {current.get(k)!r} now" for k in changed)
+        raise ConfigError(f"{holder} with other settings ({detail}); {hint}")

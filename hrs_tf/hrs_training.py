@@ -83,11 +83,8 @@ def _check_resume(output_dir, run):
         fileio.write_json(path, run)
         return False
     previous = fileio.read_json(path)
-    changed = [k for k in IDENTITY_KEYS if previous.get(k) != run.get(k)]
-    if changed:
-        detail = ", ".join(f"{k}: {previous.get(k)!r} there vs {run.get(k)!r} now" for k in changed)
-        raise ConfigError(f"{output_dir!r} holds an HRS run with other settings ({detail}); "
-                          "use a new --output_dir or the original settings to resume")
+    fileio.check_same_settings(previous, run, IDENTITY_KEYS, f"{output_dir!r} holds an HRS run",
+                               "use a new --output_dir or the original settings to resume")
     return True
 
 

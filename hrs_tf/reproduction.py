@@ -256,12 +256,9 @@ class Reproduction:
         path = os.path.join(self.work_dir, "plan.json")
         plan = json_ready(dataclasses.asdict(self.plan))
         if os.path.exists(path):
-            stored = fileio.read_json(path)
-            changed = [k for k in CONTENT_KEYS if stored.get(k) != plan.get(k)]
-            if changed:
-                detail = ", ".join(f"{k}: {stored.get(k)!r} there vs {plan.get(k)!r} now" for k in changed)
-                raise ConfigError(f"{self.work_dir!r} holds a reproduction with other settings ({detail}); "
-                                  "use another --work_dir or the original settings")
+            fileio.check_same_settings(fileio.read_json(path), plan, CONTENT_KEYS,
+                                       f"{self.work_dir!r} holds a reproduction",
+                                       "use another --work_dir or the original settings")
         fileio.write_json(path, plan)
 
     # -- cells --------------------------------------------------------------------------------------
