@@ -10,13 +10,12 @@
   200 times at the first step of CW-PGD.
 """
 
-import os
 
 import numpy as np
 
 from hrs_tf.attacks import gradients
 from hrs_tf.errors import ConfigError
-from hrs_tf.fileio import atomic_path
+from hrs_tf import reporting
 
 ETA = 0.002
 
@@ -97,10 +96,7 @@ def plot_gradient_histograms(path, samples_by_defense, dimensions=3, seed=0, bin
     ``samples_by_defense``: {name: array (samples, ...) of one image's gradients}; the same randomly
     chosen dimensions are shown for every defense, one panel per defense.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = reporting.pyplot()
 
     names = list(samples_by_defense)
     size = int(np.prod(np.asarray(samples_by_defense[names[0]]).shape[1:]))
@@ -115,18 +111,12 @@ def plot_gradient_histograms(path, samples_by_defense, dimensions=3, seed=0, bin
     axes[0][0].legend(fontsize=7)
     fig.suptitle("input-gradient samples (one image)", fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    reporting.save_png(fig, path)
 
 
 def plot_des(path, points_by_defense, title):
     """Figure 2: defense-rate gain against accuracy drop per defense, with each defense's linear fit."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = reporting.pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=100)
     for name, points in points_by_defense.items():
@@ -143,7 +133,4 @@ def plot_des(path, points_by_defense, title):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    reporting.save_png(fig, path)

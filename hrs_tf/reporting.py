@@ -12,12 +12,28 @@ def markdown_table(headers, rows):
     return "\n".join(lines)
 
 
-def plot_lines(path, series, xlabel, ylabel, title, ylim=None):
-    """Writes a line plot of ``series`` = {label: (xs, ys)} to ``path`` (PNG, atomically)."""
+def pyplot():
+    """``matplotlib.pyplot`` with the file-only Agg backend (imported on first use: plotting is optional)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path):
+    """Writes ``fig`` to ``path`` as PNG atomically (folders created) and closes it."""
+    plt = pyplot()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def plot_lines(path, series, xlabel, ylabel, title, ylim=None):
+    """Writes a line plot of ``series`` = {label: (xs, ys)} to ``path`` (PNG, atomically)."""
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
     for label, (xs, ys) in series.items():
@@ -30,10 +46,7 @@ def plot_lines(path, series, xlabel, ylabel, title, ylim=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def percent(value, digits=2):
@@ -125,10 +138,7 @@ def training_report(base_records, hrs_summaries, docs_dir, command, benchmark_te
 
 def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None):
     """Side-by-side line plots: ``panels`` = {panel title: {label: (xs, ys)}}, one shared legend (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3), dpi=100, squeeze=False, sharey=True)
     handles = {}
@@ -151,7 +161,4 @@ def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.12 if len(handles) <= 5 else 0.2, 1, 1))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_png(fig, path)
