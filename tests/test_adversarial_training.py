@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,8 +9,8 @@ import pytest
 from hrs_tf import adversarial_training as at
 from hrs_tf import data, serialization
 from hrs_tf.errors import ConfigError
+from tests.tool_runner import run_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def quiet(line):
@@ -73,8 +71,7 @@ def test_invalid_settings():
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "train_adv.py"), *args],
-                          capture_output=True, text=True, cwd=REPO)
+    return run_script("train_adv.py", *args)
 
 
 def test_train_adv_tool(tmp_path, tiny_mnist_dir):

@@ -2,20 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from hrs_tf import models, serialization
 from tests.test_attack_support import trained_model
+from tests.tool_runner import run_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "attack.py"), *args],
-                          capture_output=True, text=True, cwd=REPO)
+    return run_script("attack.py", *args)
 
 
 @pytest.fixture(scope="module")

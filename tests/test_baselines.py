@@ -5,10 +5,7 @@ standard deviations; |z| < 5 per quantity (a false alarm rate below 1e-6 per che
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -20,8 +17,8 @@ from hrs_tf import baselines, data, metrics, serialization, stochastic
 from hrs_tf.baseline_layers import DefensiveDropout, GaussianNoiseInjection, StochasticActivationPruning
 from hrs_tf.errors import ConfigError, ModelError
 from tests.test_attack_support import trained_model
+from tests.tool_runner import run_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Z_MAX = 5.0
 
 
@@ -286,8 +283,7 @@ def test_gaussian_noise_model_trains_on_real_mnist(real_mnist, tmp_path):
 
 # -- tools/train_baseline.py ------------------------------------------------------------------------------
 def run_tool(*args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "train_baseline.py"), *args],
-                          capture_output=True, text=True, cwd=REPO)
+    return run_script("train_baseline.py", *args)
 
 
 def test_train_baseline_tool_wraps_a_trained_model(tmp_path, base, tiny_mnist_dir):

@@ -1,9 +1,6 @@
 """Defensive dropout: Algorithm 1's stopping rule, resumable result files, real rows and the tool."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -11,8 +8,8 @@ from hrs_tf import defensive_dropout as dd
 from hrs_tf import serialization
 from hrs_tf.errors import ConfigError, ModelError
 from tests.test_attack_support import trained_model
+from tests.tool_runner import run_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class FakeEvaluator:
@@ -144,8 +141,7 @@ def test_adaptive_settings_reach_the_attack(small_model, real_mnist, monkeypatch
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "defensive_dropout.py"), *args],
-                          capture_output=True, text=True, cwd=REPO)
+    return run_script("defensive_dropout.py", *args)
 
 
 def test_defensive_dropout_tool(tmp_path, small_model, tiny_mnist_dir):

@@ -15,8 +15,8 @@ import pytest
 from hrs_tf import data, hrs, hrs_training, metrics, serialization
 from hrs_tf.errors import ConfigError
 from tests.keras2_files import write_keras2_weights
+from tests.tool_runner import REPO, run_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = dict(channels=(2, 2), epochs=(1, 1), seed=0, eval_repeats=2)
 
 
@@ -180,10 +180,12 @@ def test_load_published_per_channel_files(tmp_path, finished_run, tiny):
 
 def test_evaluate_accuracy_tool_on_saved_and_published_hrs(tmp_path, finished_run, tiny_mnist_dir):
     out, summary, _ = finished_run
-    tool = [sys.executable, os.path.join(REPO, "tools", "evaluate_accuracy.py"), "--dataset=mnist",
-            f"--data_dir={tiny_mnist_dir}", "--repeats=3"]
-    result = subprocess.run(tool + [f"--model={out / 'hrs_model.h5'}", f"--output={tmp_path / 'acc.json'}"],
-                            capture_output=True, text=True, cwd=REPO)
+    common = ["--dataset=mnist", f"--data_dir={tiny_mnist_dir}", "--repeats=3"]
+
+    def tool(*args):
+        return run_script("evaluate_accuracy.py", *common, *args)
+
+    result = tool(f"--model={out / 'hrs_model.h5'}", f"--output={tmp_path / 'acc.json'}")
     assert result.returncode == 0, result.stderr
     accuracy = json.loads((tmp_path / "acc.json").read_text())["accuracy"]
     assert len(accuracy["runs"]) == 3 and accuracy["std"] > 0  # per-image random paths: the runs differ
@@ -196,17 +198,16 @@ def test_evaluate_accuracy_tool_on_saved_and_published_hrs(tmp_path, finished_ru
     for b, switch in enumerate(hrs.switches(trained)):
         for c, channel in enumerate(switch.channels):
             write_published_channel(folder / f"{b}_{c}", channel)
-    result = subprocess.run(tool + [f"--hrs_weights_dir={folder}"], capture_output=True, text=True, cwd=REPO)
+    result = tool(f"--hrs_weights_dir={folder}")
     assert result.returncode == 0 and "test accuracy" in result.stdout, result.stderr
 
-    result = subprocess.run(tool + [f"--hrs_weights_dir={folder}", f"--model={out / 'hrs_model.h5'}"],
-                            capture_output=True, text=True, cwd=REPO)
+    result = tool(f"--hrs_weights_dir={folder}", f"--model={out / 'hrs_model.h5'}")
     assert result.returncode != 0 and "exactly one of --model or --hrs_weights_dir" in result.stderr
 
     # Fixed-randomness digests: a fresh process on the saved model, the published-layout weights and this
     # process all give bit-identical logits for the same path; another path gives other logits.
     def digest(*args):
-        result = subprocess.run(tool + ["--num_images=50", *args], capture_output=True, text=True, cwd=REPO)
+        result = tool("--num_images=50", *args)
         assert result.returncode == 0, result.stderr
         return result.stdout.split("logits sha256 ")[1].split()[0]
 
@@ -214,7 +215,7 @@ def test_evaluate_accuracy_tool_on_saved_and_published_hrs(tmp_path, finished_ru
     saved = digest(f"--model={out / 'hrs_model.h5'}", "--path=1,0")
     assert saved == digest(f"--hrs_weights_dir={folder}", "--path=1,0") == metrics.logits_digest(trained, x, (1, 0))
     assert saved != digest(f"--model={out / 'hrs_model.h5'}", "--digest")  # default path (0, 0)
-    result = subprocess.run(tool + [f"--model={out / 'hrs_model.h5'}", "--path=1,x"], capture_output=True, text=True, cwd=REPO)
+    result = tool(f"--model={out / 'hrs_model.h5'}", "--path=1,x")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == "error: --path='1,x' must be channel numbers such as 3,1"
 
 

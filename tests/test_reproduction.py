@@ -7,6 +7,7 @@ import pytest
 
 from hrs_tf import data, reproduction
 from hrs_tf.errors import ConfigError
+from tests.tool_runner import run_script
 
 PLAN = dict(num_images=1, eot_samples=2, passes=2, accuracy_repeats=1, deviation_images=1, deviation_samples=3,
             base_epochs=1, hrs_epochs=1, ablation_epochs=1, hrs_shapes=((2, 2),), eps_grid=(0.25,), fgsm_grid=(0.25,),
@@ -76,12 +77,8 @@ def test_des_sweeps_select_the_strength_families_and_bad_plans_are_refused():
 
 
 def test_tool_rejects_bad_shapes_in_one_line(tmp_path, tiny_mnist_dir):
-    import subprocess
-    import sys
-
-    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "reproduce_hrs.py")
-    result = subprocess.run([sys.executable, tool, f"--data_dir={tiny_mnist_dir}", "--hrs_shapes=5by5",
-                             f"--work_dir={tmp_path / 'w'}", f"--docs_dir={tmp_path / 'd'}"], capture_output=True, text=True)
+    result = run_script("reproduce_hrs.py", f"--data_dir={tiny_mnist_dir}", "--hrs_shapes=5by5",
+                        f"--work_dir={tmp_path / 'w'}", f"--docs_dir={tmp_path / 'd'}")
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: --hrs_shapes: '5by5' is not a shape like 5x5"
     assert not (tmp_path / "w").exists() and not (tmp_path / "d").exists()

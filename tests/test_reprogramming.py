@@ -1,8 +1,6 @@
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,8 +9,8 @@ import pytest
 from hrs_tf import data, hrs, metrics, models, reprogramming, serialization, stochastic, training
 from hrs_tf.errors import ConfigError, ModelError
 from hrs_tf.locally_connected import LocallyConnected2D
+from tests.tool_runner import run_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 L = keras.layers
 
 
@@ -229,8 +227,7 @@ def test_apply_defense_wraps_a_base_model():
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "reprogram.py"), *args],
-                          capture_output=True, text=True, cwd=REPO)
+    return run_script("reprogram.py", *args)
 
 
 def test_tool_writes_record_transform_and_resumes(fashion_target, tiny_mnist_dir, real_mnist, tmp_path):
@@ -261,8 +258,7 @@ def test_tool_writes_record_transform_and_resumes(fashion_target, tiny_mnist_dir
     assert len(longer["history"]) == 2
 
     report = tmp_path / "docs" / "reprogramming.md"
-    tool = [sys.executable, os.path.join(REPO, "tools", "report_reprogramming.py")]
-    result = subprocess.run(tool + [f"--records={out}", f"--output={report}"], capture_output=True, text=True)
+    result = run_script("report_reprogramming.py", f"--records={out}", f"--output={report}")
     assert result.returncode == 0, result.stderr
     text = report.read_text()
     last = f"{100 * longer['test_accuracy']:.2f}% (2)"
@@ -272,8 +268,7 @@ def test_tool_writes_record_transform_and_resumes(fashion_target, tiny_mnist_dir
     text = reprogramming.report_markdown([longer, other], str(tmp_path / "two" / "r.png"), "cmd")
     assert "### Reprogrammed to classify mnist" in text and "### Reprogrammed to classify fashion_mnist" in text
     assert "| dropout 0.3 |" in text and sorted(os.listdir(tmp_path / "two")) == ["r_fashion_mnist.png", "r_mnist.png"]
-    result = subprocess.run(tool + [f"--records={tmp_path / 'missing.json'}", f"--output={tmp_path / 'r2.md'}"],
-                            capture_output=True, text=True)
+    result = run_script("report_reprogramming.py", f"--records={tmp_path / 'missing.json'}", f"--output={tmp_path / 'r2.md'}")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: result file")
     assert not (tmp_path / "r2.md").exists()
 

@@ -1,7 +1,5 @@
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -9,8 +7,8 @@ import pytest
 
 from hrs_tf import metrics, models, serialization, training
 from hrs_tf.errors import ConfigError
+from tests.tool_runner import run_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_reference_optimizer_matches_keras2_sgd_with_decay():
@@ -58,8 +56,7 @@ def test_invalid_training_settings():
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "train_base.py"), *args],
-                          capture_output=True, text=True, cwd=REPO)
+    return run_script("train_base.py", *args)
 
 
 def test_train_base_tool_writes_model_and_sidecar(tmp_path, tiny_mnist_dir, real_mnist):
