@@ -176,6 +176,16 @@ def test_hrs_cw_pgd_feeds_adam_the_raw_margin_gradient(model, images):
     assert np.mean(predictions(model, adv) == t) > 0.75  # measured 0.85
 
 
+def test_hrs_attacks_trace_once_for_a_whole_eps_sweep(model, images):
+    x, t = images[0][:4], wrong_targets(images[1][:4])
+    for eps in (0.05, 0.1, 0.2):  # an eps sweep, as the reproduction's ASR-vs-eps cells
+        adv = attacks.hrs_cw_pgd(model, x, t, eps=eps, nb_iter=3)
+        assert np.abs(adv - x).max() <= eps + 1e-6  # each call still honours its own budget
+    cache = getattr(model, gradients._CACHE_ATTRIBUTE)
+    fns = [fn for key, fn in cache.items() if key[0] == "hrs_adam" and key[2] == 3]
+    assert len(fns) == 1 and fns[0].experimental_get_tracing_count() == 1
+
+
 def test_user_errors_are_one_line(model, images):
     x, y = images[0][:2], images[1][:2]
     cases = [

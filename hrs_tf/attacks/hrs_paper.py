@@ -37,7 +37,7 @@ def _adam_in_the_ball(model, objective, x, y, eps, nb_iter, learning_rate, use_s
     eot_samples = common.check_count(eot_samples, "eot_samples", minimum=1)
 
     def build():
-        def run(x, y):
+        def run(x, y, eps):  # eps is a tensor: one trace serves every budget of an eps sweep
             lower, upper = x - eps, x + eps
             start = tf.maximum(lower, 0.0)
 
@@ -61,9 +61,9 @@ def _adam_in_the_ball(model, objective, x, y, eps, nb_iter, learning_rate, use_s
         return run
 
     key = gradients.objective_key(objective)
-    run = gradients.compiled(model, key and ("hrs_adam", key, eps, nb_iter, learning_rate, use_sign, eot_samples), build)
+    run = gradients.compiled(model, key and ("hrs_adam", key, nb_iter, learning_rate, use_sign, eot_samples), build)
 
-    return run(tf.constant(x), tf.constant(y)).numpy()
+    return run(tf.constant(x), tf.constant(y), tf.constant(eps, tf.float32)).numpy()
 
 
 def hrs_pgd(model, x, y, eps, targeted=True, nb_iter=NB_ITER, learning_rate=LEARNING_RATE, eot_samples=1):
