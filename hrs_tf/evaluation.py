@@ -85,8 +85,9 @@ def score(model, x, x_adv, y, targeted, passes=1, eval_batch_size=100, l0_tolera
     return _score(model, x, x_adv, y, targeted, passes, eval_batch_size, l0_tolerance)[0]
 
 
-def _score(model, x, x_adv, y, targeted, passes, eval_batch_size, l0_tolerance=L0_TOLERANCE):
-    with stochastic.randomness(model, stochastic.RANDOM):
+def _score(model, x, x_adv, y, targeted, passes, eval_batch_size, l0_tolerance=L0_TOLERANCE,
+           judged_in=stochastic.RANDOM):
+    with stochastic.randomness(model, judged_in):
         preds = predict(model, x_adv, passes, eval_batch_size)
     y = np.asarray(y)
     single = success(preds, y, targeted)
@@ -203,13 +204,17 @@ def check_model_fits(model, dataset):
 
 def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", setting="whitebox", eot_samples=10,
                       fixed="off", passes=10, only_correct=False, batch_size=100, eval_batch_size=100, seed=0,
-                      progress=True, **attack_kwargs):
+                      progress=True, judged_in=stochastic.RANDOM, **attack_kwargs):
     """The first ``num_images`` test images of ``dataset`` attacked toward ``targets`` and scored.
 
     ``targets``: ``all`` (the 9 wrong classes of each image, targeted), ``random`` (one wrong class drawn
     with ``seed``, targeted) or ``none`` (untargeted). ``only_correct`` drops images whose clean majority
-    prediction is wrong before attacking. Returns a JSON-ready dict of settings and scores.
+    prediction is wrong before attacking. ``judged_in``: the randomness mode of the clean and adversarial
+    predictions (``random``: the deployed model; ``off`` with a white-box attack run in an ``off`` context
+    measures the de-randomized model). Returns a JSON-ready dict of settings and scores.
     """
+    if judged_in not in stochastic.MODES:
+        raise ConfigError(f"judged_in={judged_in!r} is not one of {', '.join(stochastic.MODES)}")
     name, fn = attack_function(attack)
     check_attack_kwargs(name, fn, attack_kwargs)
     if targets not in TARGET_MODES:
@@ -219,7 +224,7 @@ def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", set
     x, y = data_module.first_test_images(dataset, num_images)
     report = _progress(progress)
     started = time.time()
-    with stochastic.randomness(model, stochastic.RANDOM):
+    with stochastic.randomness(model, judged_in):
         clean_preds = predict(model, x, passes, eval_batch_size)
     num_classes = _num_classes(model, clean_preds)
     clean_correct = success(vote(clean_preds, num_classes), y, targeted=True)
@@ -235,7 +240,8 @@ def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", set
     x_adv = run_attack(model, fn, x[idx], tgt, targeted, setting, eot_samples, fixed, batch_size, seed, report,
                        **attack_kwargs) if len(idx) else x[idx]
     craft_seconds = time.time() - crafted
-    scores, majority = (_score(model, x[idx], x_adv, tgt, targeted, passes, eval_batch_size) if len(idx)
+    scores, majority = (_score(model, x[idx], x_adv, tgt, targeted, passes, eval_batch_size, judged_in=judged_in)
+                        if len(idx)
                         else ({"num_examples": 0}, np.zeros(0, bool)))
     if targeted and len(idx):
         scores["asr_majority_by_target"] = {int(t): float(majority[tgt == t].mean()) for t in np.unique(tgt)}
@@ -249,6 +255,7 @@ def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", set
         "setting": setting,
         "eot_samples": int(eot_samples) if setting == "eot" else None,
         "fixed": _jsonable(fixed) if setting == "fixed" else None,
+        "judged_in": judged_in,
         "passes": passes,
         "only_correct": bool(only_correct),
         "num_images": int(num_images),

@@ -26,7 +26,8 @@ import re
 import time
 
 
-from hrs_tf import des, evaluation, fileio, hrs, hrs_training, metrics, paper_values, reporting, serialization, training
+from hrs_tf import (des, evaluation, fileio, hrs, hrs_training, metrics, paper_values, reporting, serialization, stochastic,
+                    training)
 from hrs_tf.errors import ConfigError
 
 EPS_GRIDS = {  # in units of 1/255
@@ -44,7 +45,9 @@ GAUSSIAN_SWEEPS = {  # (init, inner) sigmas, the ranges of appendix C.5
 ADV_EPS = {"mnist": 0.3, "fashion_mnist": 0.1, "cifar10": 2 / 255}
 
 BASELINE_DEFENSES = ("Base", "SAP", "SAP (HRS variant)", "Dropout 0.1", "Dropout 0.3", "Gaussian", "Adv. training")
-STOCHASTIC_ATTACK_SETTINGS = ("whitebox", "eot", "fixed")
+# "derandomized": crafted and judged with every stochastic layer off -- the trained weights alone, which
+# separates the robustness of the weights (e.g. noise-trained) from that of the test-time randomness.
+STOCHASTIC_ATTACK_SETTINGS = ("whitebox", "eot", "fixed", "derandomized")
 GRADIENT_ATTACKS = {"PGD": "hrs_pgd", "CW-PGD": "hrs_cw_pgd"}
 DES_SWEEPS = ("dropout", "gaussian", "hrs")
 NOT_RUN = "*No results: the `{experiment}` experiment has not been computed for this report.*\n"
@@ -53,7 +56,7 @@ DETERMINISTIC = ("Base", "Adv. training")  # attacked white-box only: EOT and fi
 # Plan values that change what a cell holds without being part of its key (a resume must keep them).
 CONTENT_KEYS = ("dataset", "seed", "num_images", "eot_samples", "passes", "accuracy_repeats", "deviation_images",
                 "deviation_samples", "base_epochs", "hrs_epochs", "gaussian_epochs", "adv_epochs", "adv_steps",
-                "ablation_epochs", "ablation_channels", "hrs_shapes")
+                "ablation_epochs", "ablation_channels", "sweep_epochs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +192,20 @@ class ModelStore:
     def hrs_folder(self, name):
         return self.existing.get(name) or self._path(slug(name.lower()))
 
+    def training_epochs(self, name):
+        """Epochs the model behind ``name`` was trained for, read from its training record ("-" if none)."""
+        path = self.provenance.get(name)
+        if path is None:
+            return "-"
+        record = (os.path.join(path, hrs_training.SUMMARY_FILE) if os.path.isdir(path)
+                  else os.path.splitext(path)[0] + ".json")
+        if not os.path.exists(record):
+            return "-"
+        epochs = fileio.read_json(record).get("epochs")
+        if isinstance(epochs, list):
+            return " + ".join(str(e) for e in epochs) + " (per block)"
+        return "-" if epochs is None else str(epochs)
+
     def _build(self, name):
         from hrs_tf import adversarial_training, baselines
 
@@ -217,15 +234,16 @@ class ModelStore:
                     seed=plan.seed, log=self.log)
                 return model, record
             return self._saved(name, f"adv_eps{plan.adv_eps:.4f}.h5", train)
+        match = re.fullmatch(r"HRS (\d+)x(\d+) of (\d+)x(\d+)", name)
+        if match:  # a DES sweep member: the first channels of each block of a trained HRS model
+            return hrs.subset_model(self.get(f"HRS {match.group(3)}x{match.group(4)}"),
+                                    (int(match.group(1)), int(match.group(2))))
         match = re.fullmatch(r"HRS (\d+)x(\d+)", name)
-        if match:
+        if match and (int(match.group(1)), int(match.group(2))) in [tuple(s) for s in plan.hrs_shapes]:
             shape = (int(match.group(1)), int(match.group(2)))
-            if shape in [tuple(s) for s in plan.hrs_shapes]:
-                smaller = sorted(tuple(s) for s in plan.hrs_shapes if s[0] < shape[0])
-                reuse = self.hrs_folder(f"HRS {smaller[-1][0]}x{smaller[-1][1]}") if smaller else None
-                return self._hrs_run(name, shape, plan.hrs_epochs, reuse)
-            largest = max(plan.hrs_shapes)
-            return hrs.subset_model(self.get(f"HRS {largest[0]}x{largest[1]}"), shape)
+            smaller = sorted(tuple(s) for s in plan.hrs_shapes if s[0] < shape[0])
+            reuse = self.hrs_folder(f"HRS {smaller[-1][0]}x{smaller[-1][1]}") if smaller else None
+            return self._hrs_run(name, shape, plan.hrs_epochs, reuse)
         match = re.fullmatch(r"Ablation (\d) blocks", name)
         if match:
             blocks = int(match.group(1))
@@ -237,8 +255,6 @@ class ModelStore:
 
 
 def is_stochastic(model):
-    from hrs_tf import stochastic
-
     return bool(stochastic.stochastic_layers(model))
 
 
@@ -296,9 +312,14 @@ class Reproduction:
             model = self.models.get(defense)
             if setting != "whitebox" and not is_stochastic(model):
                 raise ConfigError(f"{defense!r} has no stochastic layer; only white-box attacks apply")
+            common = dict(eot_samples=self.plan.eot_samples, passes=self.plan.passes, seed=self.plan.seed,
+                          progress=False, **kwargs)
+            if setting == "derandomized":
+                with stochastic.randomness(model, stochastic.OFF):
+                    return evaluation.first_n_all_targets(model, self.dataset, attack, self.plan.num_images,
+                                                          setting="whitebox", judged_in=stochastic.OFF, **common)
             return evaluation.first_n_all_targets(model, self.dataset, attack, self.plan.num_images, setting=setting,
-                                                  eot_samples=self.plan.eot_samples, passes=self.plan.passes,
-                                                  seed=self.plan.seed, progress=False, **kwargs)
+                                                  **common)
         return self.cell("attacks", name, compute)
 
     def deviation(self, defense):
@@ -351,9 +372,10 @@ class Reproduction:
             names += [f"Dropout {r:g}" for r in plan.dropout_sweep]
         if "gaussian" in plan.des_sweeps:
             names += [f"Gaussian ({i:g}, {j:g})" for i, j in plan.gaussian_sweep]
-        if "hrs" in plan.des_sweeps:
-            largest = max(plan.hrs_shapes)[0]
-            names += [f"HRS {k}x{k}" for k in plan.hrs_sweep if k <= largest]
+        if "hrs" in plan.des_sweeps:  # subsets of the largest HRS model, named after it (cells stay unambiguous)
+            a, b = max(plan.hrs_shapes)
+            names += [f"HRS {k}x{k}" if (k, k) == (a, b) else f"HRS {k}x{k} of {a}x{b}"
+                      for k in plan.hrs_sweep if k <= min(a, b)]
         return names
 
     # -- report -------------------------------------------------------------------------------------
@@ -401,12 +423,17 @@ def write_report(rep, docs_dir, command, notes=None):
         ["PGD / CW-PGD", "the paper's: Adam lr 0.1, 100 steps, start max(x - eps, 0), final iterate"],
         ["EOT", f"{plan.eot_samples} separate passes per gradient"],
         ["fixed randomness", "crafted with every stochastic layer off (HRS: channel 0 of every block)"],
+        ["derandomized (not in the paper)", "crafted **and judged** with every stochastic layer off: the trained "
+                                            "weights alone, without test-time randomness"],
         ["success", f"one fresh stochastic pass predicts the target (majority of {plan.passes} also stored)"],
-        ["epochs", f"base {plan.base_epochs}, HRS {plan.hrs_epochs} per block, Gaussian {plan.gaussian_epochs}, "
-                   f"Gaussian sweep {plan.sweep_epochs}, adversarial training {plan.adv_epochs} "
+        ["epochs of models trained here", f"base {plan.base_epochs}, HRS {plan.hrs_epochs} per block, Gaussian "
+                   f"{plan.gaussian_epochs}, Gaussian sweep {plan.sweep_epochs}, adversarial training {plan.adv_epochs} "
                    f"(PGD-{plan.adv_steps}, eps {eps_label(plan.adv_eps)}), ablation {plan.ablation_epochs} per block"],
-        ["models used", "; ".join(f"{k}: {v}" for k, v in rep.models.provenance.items()) or "-"],
     ]))
+    parts.append("\nTrained models used (the others are derived from them: SAP and dropout wrap Base without retraining, "
+                 "`HRS kxk of AxB` keeps the first k channels of each block of HRS AxB):\n")
+    parts.append(reporting.markdown_table(["model", "file", "training epochs (from its record)"], [
+        [name, f"`{path}`", rep.models.training_epochs(name)] for name, path in rep.models.provenance.items()] or [["-"] * 3]))
 
     # Table A2: accuracy and deviation.
     parts.append("\n## Test accuracy and input-gradient deviation (Table A2, Table 1)\n")
@@ -416,13 +443,16 @@ def write_report(rep, docs_dir, command, notes=None):
         dev = _get(rep.stored("deviation", d), "deviation")
         paper_key = d.replace("SAP (HRS variant)", "SAP")
         rows.append([d, "-" if acc is None else f"{100 * acc['mean']:.2f}% +- {100 * acc['std']:.2f}",
-                     _fmt(paper_acc.get(paper_key), digits=2), "-" if dev is None else f"{dev * 1e4:.2f}",
+                     _fmt(paper_acc.get(paper_key), digits=2), "-" if dev is None else f"{dev * 1e4:.1f}",
+                     "-" if dev is None else f"{dev * 1e4 / 255:.2f}",
                      "-" if paper_key not in paper_dev else f"{paper_dev[paper_key]:.2f}"])
-    parts.append(reporting.markdown_table(["defense", "test accuracy (ours)", "paper", "Dev. e-4 (ours)", "paper Dev. e-4"],
-                                          rows))
+    parts.append(reporting.markdown_table(["defense", "test accuracy (ours)", "paper", "Dev. e-4 (ours, per unit of [0, 1])",
+                                           "Dev. e-4 (ours, per grey level = / 255)", "paper Dev. e-4"], rows))
     parts.append(f"\nAccuracy: full test set, each image its own randomness, {plan.accuracy_repeats} passes (mean +- std). "
                  f"Dev.: std of the input gradient of the CW-PGD margin over {plan.deviation_samples} passes, mean over "
-                 f"input dimensions and the first {plan.deviation_images} test images.\n")
+                 f"input dimensions and the first {plan.deviation_images} test images. The paper does not state the unit "
+                 "of its gradient; per grey level (our gradient / 255, inputs being pixels / 255) is on the scale of its "
+                 "numbers, per unit of the [0, 1] input is not.\n")
 
     # Figure 4 / A8 / A9.
     xs = [e * 255 for e in plan.eps_grid]
@@ -506,6 +536,7 @@ def write_report(rep, docs_dir, command, notes=None):
             panels[label] = png
     if not des_rows:
         parts.append(NOT_RUN.format(experiment="des"))
+    parts.append(single_setting_des(rep, base_acc))
     parts.append(reporting.markdown_table(
         ["attack", "defense", f"mean DES, accuracy drop <= {100 * plan.des_max_accuracy_drop:g} pt", "mean DES, all settings",
          "paper Table 2"], des_rows))
@@ -517,7 +548,7 @@ def write_report(rep, docs_dir, command, notes=None):
     sweeps = {"dropout": f"test dropout rate {', '.join(f'{r:g}' for r in plan.dropout_sweep)} on the base model",
               "gaussian": f"Gaussian (init, inner) sigmas {', '.join(str(s) for s in plan.gaussian_sweep)} "
                           f"({plan.sweep_epochs} epochs each)",
-              "hrs": f"HRS k x k for k in {', '.join(str(k) for k in plan.hrs_sweep if k <= largest[0])}, the first k "
+              "hrs": f"HRS k x k for k in {', '.join(str(k) for k in plan.hrs_sweep if k <= min(largest))}, the first k "
                      f"channels of each block of the HRS {largest[0]}x{largest[1]} model"}
     parts.append("\nStrength settings: " + "; ".join(sweeps[k] for k in DES_SWEEPS if k in plan.des_sweeps) +
                  ". Not run here: " + (", ".join(k for k in DES_SWEEPS if k not in plan.des_sweeps) or "none") + ".\n")
@@ -547,6 +578,26 @@ def write_report(rep, docs_dir, command, notes=None):
     return text
 
 
+def single_setting_des(rep, base_acc):
+    """DES of each evaluated defense as it stands (one strength setting each) at the DES eps, white-box."""
+    plan = rep.plan
+    attacks = (("FGSM", "fgsm"), ("PGD", "hrs_pgd"), ("CW-PGD", "hrs_cw_pgd"))
+    rows = []
+    for d in plan.defenses:
+        acc = _get(rep.stored("accuracy", d), "accuracy", "mean")
+        row = [d, "-" if acc is None or base_acc is None else f"{100 * (base_acc - acc):.2f}"]
+        for _, attack in attacks:
+            asr, base_asr = (_asr(rep, d, attack, "whitebox", eps=plan.des_eps),
+                             _asr(rep, "Base", attack, "whitebox", eps=plan.des_eps))
+            row.append("-" if None in (acc, asr, base_acc, base_asr) else
+                       f"{des.des(1 - asr, acc, 1 - base_asr, base_acc):.2f} ({100 * (base_asr - asr):+.1f} pt)")
+        rows.append(row)
+    return (f"\nDES of each evaluated defense as trained (one setting each, white-box at {eps_label(plan.des_eps)}; "
+            "in brackets the defense-rate gain over Base):\n\n" +
+            reporting.markdown_table(["defense", "accuracy drop (pt)"] + [f"DES {label}" for label, _ in attacks], rows)
+            + "\n")
+
+
 def claims(rep):
     """Plain statements computed from the stored cells (each says what it compares)."""
     plan = rep.plan
@@ -561,17 +612,16 @@ def claims(rep):
     for hrs_name in [d for d in plan.defenses if d.startswith("HRS")]:
         for label, attack in GRADIENT_ATTACKS.items():
             for setting in ("whitebox", "eot"):
-                wins, total = 0, 0
-                for eps in plan.eps_grid:
-                    h = _asr(rep, hrs_name, attack, setting, eps=eps)
-                    o = [_asr(rep, d, attack, setting, eps=eps) for d in others]
-                    if h is None or any(v is None for v in o) or not o:
-                        continue
-                    total += 1
-                    wins += h < min(o)
-                if total:
-                    lines.append(f"- {hrs_name} has a lower {label} {setting} ASR than every one of "
-                                 f"{', '.join(others)} at {wins} of {total} eps values.")
+                counts = []  # per baseline: at how many eps HRS has the strictly lower ASR
+                for d in others:
+                    pairs = [(_asr(rep, hrs_name, attack, setting, eps=e), _asr(rep, d, attack, setting, eps=e))
+                             for e in plan.eps_grid]
+                    pairs = [(h, o) for h, o in pairs if h is not None and o is not None]
+                    if pairs:
+                        counts.append(f"{d} {sum(h < o for h, o in pairs)}/{len(pairs)}")
+                if counts:
+                    lines.append(f"- {hrs_name}, {label} {setting}: eps values at which its ASR is lower than each "
+                                 "baseline's: " + ", ".join(counts) + ".")
         for label, attack in GRADIENT_ATTACKS.items():
             pairs = [(_asr(rep, hrs_name, attack, "fixed", eps=e), _asr(rep, hrs_name, attack, "whitebox", eps=e))
                      for e in plan.eps_grid]

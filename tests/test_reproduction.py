@@ -56,6 +56,17 @@ def test_report_has_our_numbers_beside_the_papers(finished, tmp_path):
     assert text.startswith("# HRS paper reproduced on mnist") and "python tools/reproduce_hrs.py --dataset=mnist" in text
     base_acc = json.loads((work / "cells" / "accuracy" / "Base.json").read_text())["accuracy"]["mean"]
     assert f"| Base | {100 * base_acc:.2f}% +- 0.00 | 99.04% |" in text  # Table A2 beside the paper
+    # Single-setting DES of HRS 2x2 against PGD, recomputed from its cells with eq. 3 (eta 0.002).
+    def cell(experiment, name):
+        return json.loads((work / "cells" / experiment / f"{name}.json").read_text())
+    acc = cell("accuracy", "HRS_2x2")["accuracy"]["mean"]
+    asr, base_asr = (cell("attacks", f"hrs_pgd_whitebox_eps=0.25_{d}")["results"]["asr"] for d in ("HRS_2x2", "Base"))
+    expected = ((1 - asr) - (1 - base_asr)) / ((base_acc - acc) + 0.002)
+    row = next(line for line in text.splitlines() if line.startswith(f"| HRS 2x2 | {100 * (base_acc - acc):.2f} |"))
+    assert row.split(" | ")[3] == f"{expected:.2f} ({100 * (base_asr - asr):+.1f} pt)"
+    # Each trained model with the epochs its own training record states (here 1, and 1 + 1 per block).
+    assert f"| Base | `{work / 'models' / 'base.h5'}` | 1 |" in text
+    assert f"| HRS 2x2 | `{work / 'models' / 'hrs_2x2'}` | 1 + 1 (per block) |" in text
     assert "| HRS | " in text and "| 74.90 |" in text  # mean DES row with the paper's CW-PGD value
     assert "Fixed randomness vs white-box on HRS 2x2" in text
     for png in ("pgd.png", "cw-pgd.png", "des_pgd.png"):
@@ -70,6 +81,11 @@ def test_des_sweeps_select_the_strength_families_and_bad_plans_are_refused():
     assert rep.sweep_defenses() == ["HRS 2x2"]  # the HRS sweep stops at the largest HRS model (2x2)
     rep.plan = reproduction.plan_for("mnist", **{**PLAN, "des_sweeps": ("dropout", "hrs")})
     assert rep.sweep_defenses() == ["Dropout 0.5", "HRS 2x2"]
+    # With two HRS models the sweep takes subsets of the larger one, named after it, so their cells never
+    # collide with a trained model's (a trained "HRS 2x2" is a different model from "HRS 2x2 of 3x3").
+    rep.plan = reproduction.plan_for("mnist", **{**PLAN, "des_sweeps": ("hrs",), "hrs_shapes": ((2, 2), (3, 3)),
+                                                 "hrs_sweep": (2, 3, 4), "defenses": ("Base",)})
+    assert rep.sweep_defenses() == ["HRS 2x2 of 3x3", "HRS 3x3"]
     with pytest.raises(ConfigError, match="unknown DES sweeps"):
         reproduction.plan_for("mnist", des_sweeps=("noise",))
     with pytest.raises(ConfigError, match="hrs_shapes"):
@@ -92,3 +108,27 @@ def test_report_of_an_empty_work_dir_says_what_was_not_run(tmp_path, tiny_mnist_
         assert f"the `{experiment}` experiment has not been computed" in text
     assert "| Base | - | 99.04% |" in text  # the paper's number stands beside an empty cell
     assert (tmp_path / "docs" / "reproduce_hrs_mnist" / "pgd.png").read_bytes()[:4] == b"\x89PNG"  # empty panels
+
+
+def test_sweep_member_is_the_first_channels_of_the_named_hrs_model(finished):
+    from hrs_tf import hrs
+
+    _, _, rep, _ = finished
+    member = rep.models.get("HRS 1x1 of 2x2")
+    assert hrs.channel_counts(member) == [1, 1]
+    with pytest.raises(ConfigError, match="unknown defense 'HRS 3x3'"):  # not a trained shape of this plan
+        rep.models.get("HRS 3x3")
+
+
+def test_derandomized_cells_are_crafted_and_judged_without_randomness(finished):
+    from hrs_tf import evaluation
+
+    dataset, work, rep, _ = finished
+    cell = json.loads((work / "cells" / "attacks" / "hrs_pgd_derandomized_eps=0.25_HRS_2x2.json").read_text())
+    assert cell["judged_in"] == "off" and cell["setting"] == "whitebox"
+    # Every judging pass sees the same deterministic model (channel 0 of each block): no spread over passes.
+    assert cell["results"]["passes"] == 2 and cell["results"]["asr_std_over_passes"] == 0.0
+    random_cell = json.loads((work / "cells" / "attacks" / "hrs_pgd_whitebox_eps=0.25_HRS_2x2.json").read_text())
+    assert random_cell["judged_in"] == "random"
+    with pytest.raises(ConfigError, match="judged_in='sometimes'"):
+        evaluation.first_n_all_targets(rep.models.get("Base"), dataset, "fgsm", 1, judged_in="sometimes", eps=0.1)
