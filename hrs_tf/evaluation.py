@@ -32,6 +32,10 @@ from hrs_tf.attacks import common, get_attack, settings
 from hrs_tf.errors import ConfigError, ModelError
 
 TARGET_MODES = ("all", "random", "none")
+# The attack settings (crafting, hrs_tf.attacks.settings) plus "derandomized" (not in the papers): crafted like
+# fixed="off" and also judged with randomness off -- the trained weights alone, which separates the robustness
+# of the weights (e.g. noise-trained) from that of the test-time randomness.
+PROTOCOL_SETTINGS = settings.SETTINGS + ("derandomized",)
 L0_TOLERANCE = 1e-5
 
 
@@ -204,17 +208,20 @@ def check_model_fits(model, dataset):
 
 def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", setting="whitebox", eot_samples=10,
                       fixed="off", passes=10, only_correct=False, batch_size=100, eval_batch_size=100, seed=0,
-                      progress=True, judged_in=stochastic.RANDOM, **attack_kwargs):
+                      progress=True, **attack_kwargs):
     """The first ``num_images`` test images of ``dataset`` attacked toward ``targets`` and scored.
 
     ``targets``: ``all`` (the 9 wrong classes of each image, targeted), ``random`` (one wrong class drawn
     with ``seed``, targeted) or ``none`` (untargeted). ``only_correct`` drops images whose clean majority
-    prediction is wrong before attacking. ``judged_in``: the randomness mode of the clean and adversarial
-    predictions (``random``: the deployed model; ``off`` with a white-box attack run in an ``off`` context
-    measures the de-randomized model). Returns a JSON-ready dict of settings and scores.
+    prediction is wrong before attacking. ``setting``: one of :data:`PROTOCOL_SETTINGS`; clean and adversarial
+    predictions are made on the deployed (``random``) model, except under ``derandomized`` (randomness off).
+    Returns a JSON-ready dict of settings and scores.
     """
-    if judged_in not in stochastic.MODES:
-        raise ConfigError(f"judged_in={judged_in!r} is not one of {', '.join(stochastic.MODES)}")
+    if setting not in PROTOCOL_SETTINGS:
+        raise ConfigError(f"unknown attack setting {setting!r}; choose one of {', '.join(PROTOCOL_SETTINGS)}")
+    judged_in = stochastic.OFF if setting == "derandomized" else stochastic.RANDOM
+    # derandomized: crafted on the model with randomness off, exactly as fixed="off"
+    craft_setting, craft_fixed = ("fixed", stochastic.OFF) if setting == "derandomized" else (setting, fixed)
     name, fn = attack_function(attack)
     check_attack_kwargs(name, fn, attack_kwargs)
     if targets not in TARGET_MODES:
@@ -237,8 +244,8 @@ def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", set
     report(f"{name}: {len(idx)} {'(image, target) pairs' if targeted else 'images'} from {len(keep)} images, "
            f"setting {setting}")
     crafted = time.time()
-    x_adv = run_attack(model, fn, x[idx], tgt, targeted, setting, eot_samples, fixed, batch_size, seed, report,
-                       **attack_kwargs) if len(idx) else x[idx]
+    x_adv = run_attack(model, fn, x[idx], tgt, targeted, craft_setting, eot_samples, craft_fixed, batch_size, seed,
+                       report, **attack_kwargs) if len(idx) else x[idx]
     craft_seconds = time.time() - crafted
     scores, majority = (_score(model, x[idx], x_adv, tgt, targeted, passes, eval_batch_size, judged_in=judged_in)
                         if len(idx)

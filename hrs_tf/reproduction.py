@@ -45,9 +45,7 @@ GAUSSIAN_SWEEPS = {  # (init, inner) sigmas, the ranges of appendix C.5
 ADV_EPS = {"mnist": 0.3, "fashion_mnist": 0.1, "cifar10": 2 / 255}
 
 BASELINE_DEFENSES = ("Base", "SAP", "SAP (HRS variant)", "Dropout 0.1", "Dropout 0.3", "Gaussian", "Adv. training")
-# "derandomized": crafted and judged with every stochastic layer off -- the trained weights alone, which
-# separates the robustness of the weights (e.g. noise-trained) from that of the test-time randomness.
-STOCHASTIC_ATTACK_SETTINGS = ("whitebox", "eot", "fixed", "derandomized")
+STOCHASTIC_ATTACK_SETTINGS = ("whitebox", "eot", "fixed", "derandomized")  # see hrs_tf.attacks.settings
 GRADIENT_ATTACKS = {"PGD": "hrs_pgd", "CW-PGD": "hrs_cw_pgd"}
 DES_SWEEPS = ("dropout", "gaussian", "hrs")
 NOT_RUN = "*No results: the `{experiment}` experiment has not been computed for this report.*\n"
@@ -254,6 +252,11 @@ class ModelStore:
         raise ConfigError(f"unknown defense {name!r}")
 
 
+def ablation_names():
+    """The block-count ablation's models (Table A3): HRS with 1, 2 and 3 switching blocks."""
+    return [f"Ablation {blocks} blocks" for blocks in (1, 2, 3)]
+
+
 def is_stochastic(model):
     return bool(stochastic.stochastic_layers(model))
 
@@ -312,14 +315,9 @@ class Reproduction:
             model = self.models.get(defense)
             if setting != "whitebox" and not is_stochastic(model):
                 raise ConfigError(f"{defense!r} has no stochastic layer; only white-box attacks apply")
-            common = dict(eot_samples=self.plan.eot_samples, passes=self.plan.passes, seed=self.plan.seed,
-                          progress=False, **kwargs)
-            if setting == "derandomized":
-                with stochastic.randomness(model, stochastic.OFF):
-                    return evaluation.first_n_all_targets(model, self.dataset, attack, self.plan.num_images,
-                                                          setting="whitebox", judged_in=stochastic.OFF, **common)
             return evaluation.first_n_all_targets(model, self.dataset, attack, self.plan.num_images, setting=setting,
-                                                  **common)
+                                                  eot_samples=self.plan.eot_samples, passes=self.plan.passes,
+                                                  seed=self.plan.seed, progress=False, **kwargs)
         return self.cell("attacks", name, compute)
 
     def deviation(self, defense):
@@ -359,11 +357,20 @@ class Reproduction:
                 for attack in ("fgsm", "hrs_pgd", "hrs_cw_pgd"):
                     self.attack(defense, attack, "whitebox", eps=plan.des_eps)
         if "ablation" in experiments:
-            for blocks in (1, 2, 3):
-                name = f"Ablation {blocks} blocks"
+            for name in ablation_names():
                 self.accuracy(name)
                 for eps in plan.eps_grid:
                     self.attack(name, "hrs_cw_pgd", "whitebox", eps=eps)
+
+    def planned_models(self):
+        """Every model name the plan's experiments use (Base always: SAP and dropout wrap it)."""
+        plan = self.plan
+        names = {"Base", *plan.defenses}
+        if "des" in plan.experiments:
+            names.update(self.sweep_defenses())
+        if "ablation" in plan.experiments:
+            names.update(ablation_names())
+        return names
 
     def sweep_defenses(self):
         plan = self.plan
@@ -433,7 +440,8 @@ def write_report(rep, docs_dir, command, notes=None):
     parts.append("\nTrained models used (the others are derived from them: SAP and dropout wrap Base without retraining, "
                  "`HRS kxk of AxB` keeps the first k channels of each block of HRS AxB):\n")
     parts.append(reporting.markdown_table(["model", "file", "training epochs (from its record)"], [
-        [name, f"`{path}`", rep.models.training_epochs(name)] for name, path in rep.models.provenance.items()] or [["-"] * 3]))
+        [name, f"`{path}`", rep.models.training_epochs(name)] for name, path in rep.models.provenance.items()
+        if name in rep.planned_models()] or [["-"] * 3]))
 
     # Table A2: accuracy and deviation.
     parts.append("\n## Test accuracy and input-gradient deviation (Table A2, Table 1)\n")
@@ -556,11 +564,11 @@ def write_report(rep, docs_dir, command, notes=None):
     # Ablation (Table A3).
     parts.append("## Number of switching blocks (Table A3)\n")
     rows = []
-    for blocks in (1, 2, 3):
-        name = f"Ablation {blocks} blocks"
-        acc = _get(rep.stored("accuracy", name), "accuracy", "mean")
+    planned = "ablation" in plan.experiments  # cells of an unplanned run are not this command's results
+    for blocks, name in enumerate(ablation_names(), start=1):
+        acc = _get(rep.stored("accuracy", name), "accuracy", "mean") if planned else None
         rows.append([f"{blocks} ({'x'.join([str(plan.ablation_channels)] * blocks)})", _fmt(acc, digits=2)] +
-                    [_fmt(_asr(rep, name, "hrs_cw_pgd", "whitebox", eps=e)) for e in plan.eps_grid])
+                    [_fmt(_asr(rep, name, "hrs_cw_pgd", "whitebox", eps=e) if planned else None) for e in plan.eps_grid])
     if all(row[1] == "-" for row in rows):
         parts.append(NOT_RUN.format(experiment="ablation"))
     parts.append(reporting.markdown_table(["blocks", "test accuracy"] + [f"CW-PGD {eps_label(e)}" for e in plan.eps_grid], rows))

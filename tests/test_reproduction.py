@@ -121,14 +121,36 @@ def test_sweep_member_is_the_first_channels_of_the_named_hrs_model(finished):
 
 
 def test_derandomized_cells_are_crafted_and_judged_without_randomness(finished):
-    from hrs_tf import evaluation
+    import numpy as np
+
+    from hrs_tf import attacks, stochastic
 
     dataset, work, rep, _ = finished
     cell = json.loads((work / "cells" / "attacks" / "hrs_pgd_derandomized_eps=0.25_HRS_2x2.json").read_text())
-    assert cell["judged_in"] == "off" and cell["setting"] == "whitebox"
-    # Every judging pass sees the same deterministic model (channel 0 of each block): no spread over passes.
-    assert cell["results"]["passes"] == 2 and cell["results"]["asr_std_over_passes"] == 0.0
-    random_cell = json.loads((work / "cells" / "attacks" / "hrs_pgd_whitebox_eps=0.25_HRS_2x2.json").read_text())
-    assert random_cell["judged_in"] == "random"
-    with pytest.raises(ConfigError, match="judged_in='sometimes'"):
-        evaluation.first_n_all_targets(rep.models.get("Base"), dataset, "fgsm", 1, judged_in="sometimes", eps=0.1)
+    assert cell["setting"] == "derandomized" and cell["judged_in"] == "off"
+    # The same pairs attacked and predicted by hand on the model with randomness off (path (0, 0)).
+    model = rep.models.get("HRS 2x2")
+    x, y = dataset.x_test[:1], dataset.y_test[:1]
+    targets = np.array([t for t in range(10) if t != y[0]])
+    with stochastic.randomness(model, stochastic.OFF):
+        adv = attacks.hrs_pgd(model, np.repeat(x, 9, axis=0), targets, eps=0.25)
+        expected = float(np.mean(np.argmax(np.asarray(model(adv)), axis=1) == targets))
+    assert cell["results"]["asr"] == expected and cell["results"]["asr_std_over_passes"] == 0.0
+    assert json.loads((work / "cells" / "attacks" / "hrs_pgd_whitebox_eps=0.25_HRS_2x2.json").read_text())[
+        "judged_in"] == "random"
+
+
+def test_report_shows_only_what_its_plan_computes(finished, tmp_path):
+    # Cells and a model of an ablation run made with another command share the work dir; a report whose plan
+    # has no ablation must not show them as its own results.
+    _, work, rep, _ = finished
+    stray = work / "cells" / "accuracy" / "Ablation_1_blocks.json"
+    stray.write_text(json.dumps({"accuracy": {"mean": 0.5, "std": 0.0}}))
+    rep.models.provenance["Ablation 1 blocks"] = "runs/elsewhere"
+    try:
+        text = rep.report(str(tmp_path), "cmd")
+    finally:
+        stray.unlink()
+        del rep.models.provenance["Ablation 1 blocks"]
+    assert "the `ablation` experiment has not been computed" in text and "50.00%" not in text
+    assert "runs/elsewhere" not in text and "| Base | `" in text

@@ -18,13 +18,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from hrs_tf import cli, data, fileio  # noqa: E402
+from hrs_tf.evaluation import PROTOCOL_SETTINGS  # noqa: E402
 from hrs_tf.errors import ConfigError  # noqa: E402
 
 flags.DEFINE_string("model", None, "Model file (.h5 or .keras) with logits output and [0, 1] inputs.")
 flags.DEFINE_string("dataset", "mnist", "Data set: mnist, fashion_mnist or cifar10.")
 flags.DEFINE_string("data_dir", None, f"Folder holding the data set (else ${data.DATA_DIR_ENV}, the Keras cache, download).")
 flags.DEFINE_string("attack", None, "Attack name (see the module docstring).")
-flags.DEFINE_enum("setting", "whitebox", ["whitebox", "eot", "fixed"], "Attack setting.")
+flags.DEFINE_enum("setting", "whitebox", list(PROTOCOL_SETTINGS),
+                  "Attack setting (derandomized: crafted and judged with randomness off).")
 flags.DEFINE_integer("eot_samples", 10, "Gradient samples per step for --setting=eot.")
 flags.DEFINE_string("fixed", "off", "Realisation crafted on for --setting=fixed: off, pinned, or an HRS path like 0,0.")
 flags.DEFINE_integer("num_images", 100, "Attack the first N test images.")
