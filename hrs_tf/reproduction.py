@@ -372,6 +372,19 @@ class Reproduction:
             names.update(ablation_names())
         return names
 
+    def trained_here(self):
+        """What the command trains itself (models not given with ``existing``), with its epochs, as one line."""
+        plan, planned, given = self.plan, self.planned_models(), self.models.existing
+        hrs_names = [f"HRS {a}x{b}" for a, b in plan.hrs_shapes]
+        parts = [(f"base {plan.base_epochs}", "Base" not in given),
+                 (f"HRS {plan.hrs_epochs} per block", any(n in planned and n not in given for n in hrs_names)),
+                 (f"Gaussian {plan.gaussian_epochs}", "Gaussian" in planned and "Gaussian" not in given),
+                 (f"Gaussian sweep {plan.sweep_epochs}", any(n.startswith("Gaussian (") for n in planned)),
+                 (f"adversarial training {plan.adv_epochs} (PGD-{plan.adv_steps}, eps {eps_label(plan.adv_eps)})",
+                  "Adv. training" in planned and "Adv. training" not in given),
+                 (f"ablation {plan.ablation_epochs} per block", "ablation" in plan.experiments)]
+        return ", ".join(text for text, trained in parts if trained) or "none: every model was given"
+
     def sweep_defenses(self):
         plan = self.plan
         names = []
@@ -433,9 +446,7 @@ def write_report(rep, docs_dir, command, notes=None):
         ["derandomized (not in the paper)", "crafted **and judged** with every stochastic layer off: the trained "
                                             "weights alone, without test-time randomness"],
         ["success", f"one fresh stochastic pass predicts the target (majority of {plan.passes} also stored)"],
-        ["epochs of models trained here", f"base {plan.base_epochs}, HRS {plan.hrs_epochs} per block, Gaussian "
-                   f"{plan.gaussian_epochs}, Gaussian sweep {plan.sweep_epochs}, adversarial training {plan.adv_epochs} "
-                   f"(PGD-{plan.adv_steps}, eps {eps_label(plan.adv_eps)}), ablation {plan.ablation_epochs} per block"],
+        ["epochs of models trained by this command", rep.trained_here()],
     ]))
     parts.append("\nTrained models used (the others are derived from them: SAP and dropout wrap Base without retraining, "
                  "`HRS kxk of AxB` keeps the first k channels of each block of HRS AxB):\n")
@@ -616,7 +627,7 @@ def claims(rep):
         if d.startswith("HRS") and acc is not None and base is not None:
             lines.append(f"- Accuracy: {d} {100 * acc:.2f}% vs base {100 * base:.2f}% ({100 * (acc - base):+.2f} pt; "
                          "paper: HRS costs at most ~0.2 pt on MNIST).")
-    others = [d for d in plan.defenses if d.startswith(("SAP", "Dropout", "Gaussian"))]
+    others = [d for d in plan.defenses if d.startswith(("SAP", "Dropout", "Gaussian", "Adv."))]
     for hrs_name in [d for d in plan.defenses if d.startswith("HRS")]:
         for label, attack in GRADIENT_ATTACKS.items():
             for setting in ("whitebox", "eot"):

@@ -58,7 +58,13 @@ def test_interrupted_run_resumes_to_the_same_weights(real_mnist, tmp_path):
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert record["pgd_step_size"] == pytest.approx(0.01)  # default eps / 30
+    assert record["pgd_step_size"] == pytest.approx(0.4 / 3)  # default: 3 steps travel 4/3 eps
+
+
+def test_default_step_size_scales_with_steps():
+    assert at.check_settings(0.3, 40, None, 1.0)[2] == pytest.approx(0.01)  # Madry et al.'s MNIST recipe
+    assert at.check_settings(0.3, 10, None, 1.0)[2] == pytest.approx(0.04)
+    assert at.check_settings(0.3, 10, 0.02, 1.0)[2] == 0.02  # an explicit step is kept
 
 
 def test_invalid_settings():

@@ -1,5 +1,6 @@
 """The HRS-paper reproduction pipeline on a minimal plan: cells, resume, mismatch refusal, report."""
 
+import dataclasses
 import json
 import os
 
@@ -154,3 +155,16 @@ def test_report_shows_only_what_its_plan_computes(finished, tmp_path):
         del rep.models.provenance["Ablation 1 blocks"]
     assert "the `ablation` experiment has not been computed" in text and "50.00%" not in text
     assert "runs/elsewhere" not in text and "| Base | `" in text
+
+
+def test_settings_name_only_the_models_the_command_trains(tmp_path, tiny_mnist_dir):
+    dataset = data.load_dataset("mnist", tiny_mnist_dir)
+    plan = reproduction.plan_for("mnist", **{**PLAN, "defenses": ("Base", "Adv. training", "HRS 2x2")})
+    rep = reproduction.Reproduction(dataset, plan, str(tmp_path / "a"))
+    assert rep.trained_here() == "base 1, HRS 1 per block, adversarial training 20 (PGD-10, eps 76.5/255)"
+    given = reproduction.Reproduction(dataset, plan, str(tmp_path / "b"),
+                                      existing={"Base": "b.h5", "HRS 2x2": "h", "Adv. training": "a.h5"})
+    assert given.trained_here() == "none: every model was given"
+    ablation = reproduction.Reproduction(dataset, dataclasses.replace(plan, experiments=("ablation",)), str(tmp_path / "c"),
+                                         existing={"Base": "b.h5", "HRS 2x2": "h"})
+    assert ablation.trained_here() == "adversarial training 20 (PGD-10, eps 76.5/255), ablation 1 per block"

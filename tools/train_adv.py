@@ -26,7 +26,7 @@ flags.DEFINE_string("arch", None, "Architecture: mnist, cifar10 or rs_mnist (def
 flags.DEFINE_float("dropout_rate", None, "Train-time dropout after FC1 (default: 0.3 MNIST, 0.7 CIFAR-10).")
 flags.DEFINE_string("eps", None, "L-inf training bound in [0, 1], e.g. 0.3 or 2/255.")
 flags.DEFINE_integer("pgd_steps", 40, "PGD steps per training batch (Madry: 40 MNIST, 7 CIFAR-10).")
-flags.DEFINE_string("pgd_step_size", None, "PGD step size (default eps/30: Madry's 0.01 at eps 0.3); fractions accepted.")
+flags.DEFINE_string("pgd_step_size", None, "PGD step size (default 4/3 eps / pgd_steps: Madry's 0.01 at eps 0.3, 40 steps); fractions accepted.")
 flags.DEFINE_float("adv_fraction", 1.0, "Fraction of each batch replaced by PGD examples (Madry: 1).")
 flags.DEFINE_bool("random_start", True, "Uniform random start in the eps-ball.")
 flags.DEFINE_integer("epochs", 40, "Training epochs (a rerun with more epochs continues).")
