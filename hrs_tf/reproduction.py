@@ -45,7 +45,7 @@ GAUSSIAN_SWEEPS = {  # (init, inner) sigmas, the ranges of appendix C.5
 ADV_EPS = {"mnist": 0.3, "fashion_mnist": 0.1, "cifar10": 2 / 255}
 
 BASELINE_DEFENSES = ("Base", "SAP", "SAP (HRS variant)", "Dropout 0.1", "Dropout 0.3", "Gaussian", "Adv. training")
-STOCHASTIC_ATTACK_SETTINGS = ("whitebox", "eot", "fixed", "derandomized")  # see hrs_tf.attacks.settings
+STOCHASTIC_ATTACK_SETTINGS = evaluation.PROTOCOL_SETTINGS  # whitebox, eot, fixed, derandomized
 GRADIENT_ATTACKS = {"PGD": "hrs_pgd", "CW-PGD": "hrs_cw_pgd"}
 DES_SWEEPS = ("dropout", "gaussian", "hrs")
 NOT_RUN = "*No results: the `{experiment}` experiment has not been computed for this report.*\n"
@@ -448,11 +448,12 @@ def write_report(rep, docs_dir, command, notes=None):
         ["success", f"one fresh stochastic pass predicts the target (majority of {plan.passes} also stored)"],
         ["epochs of models trained by this command", rep.trained_here()],
     ]))
+    planned_models = rep.planned_models()
     parts.append("\nTrained models used (the others are derived from them: SAP and dropout wrap Base without retraining, "
                  "`HRS kxk of AxB` keeps the first k channels of each block of HRS AxB):\n")
     parts.append(reporting.markdown_table(["model", "file", "training epochs (from its record)"], [
         [name, f"`{path}`", rep.models.training_epochs(name)] for name, path in rep.models.provenance.items()
-        if name in rep.planned_models()] or [["-"] * 3]))
+        if name in planned_models] or [["-"] * 3]))
 
     # Table A2: accuracy and deviation.
     parts.append("\n## Test accuracy and input-gradient deviation (Table A2, Table 1)\n")
@@ -559,6 +560,13 @@ def write_report(rep, docs_dir, command, notes=None):
     parts.append(reporting.markdown_table(
         ["attack", "defense", f"mean DES, accuracy drop <= {100 * plan.des_max_accuracy_drop:g} pt", "mean DES, all settings",
          "paper Table 2"], des_rows))
+    parts.append(f"\nThe strength settings (white-box ASR at {eps_label(plan.des_eps)}):\n")
+    parts.append(reporting.markdown_table(
+        ["setting", "test accuracy", "accuracy drop (pt)", "FGSM", "PGD", "CW-PGD"],
+        [[d, _fmt(acc, digits=2), "-" if acc is None or base_acc is None else f"{100 * (base_acc - acc):.2f}"] +
+         [_fmt(_asr(rep, d, attack, "whitebox", eps=plan.des_eps)) for attack in ("fgsm", "hrs_pgd", "hrs_cw_pgd")]
+         for names in families.values() for d in names
+         for acc in [_get(rep.stored("accuracy", d), "accuracy", "mean")]] or [["-"] * 6]))
     parts.append("\nLinear fits of defense-rate gain on accuracy drop (Figure 2's lines):\n")
     parts.append(reporting.markdown_table(["attack", "defense", "slope", "intercept", "R^2"], fit_rows))
     for label, png in panels.items():

@@ -69,6 +69,12 @@ def test_report_has_our_numbers_beside_the_papers(finished, tmp_path):
     assert f"| Base | `{work / 'models' / 'base.h5'}` | 1 |" in text
     assert f"| HRS 2x2 | `{work / 'models' / 'hrs_2x2'}` | 1 + 1 (per block) |" in text
     assert "| HRS | " in text and "| 74.90 |" in text  # mean DES row with the paper's CW-PGD value
+    # Each strength setting of the DES sweeps with its accuracy drop and ASRs, from its cells.
+    dropout_acc = cell("accuracy", "Dropout_0.5")["accuracy"]["mean"]
+    dropout_pgd = cell("attacks", "hrs_pgd_whitebox_eps=0.25_Dropout_0.5")["results"]["asr"]
+    row = next(line for line in text.splitlines() if line.startswith("| Dropout 0.5 | ") and line.count("|") == 7)
+    assert row.split(" | ")[1:3] == [f"{100 * dropout_acc:.2f}%", f"{100 * (base_acc - dropout_acc):.2f}"]
+    assert row.split(" | ")[4] == f"{100 * dropout_pgd:.1f}%"
     assert "Fixed randomness vs white-box on HRS 2x2" in text
     for png in ("pgd.png", "cw-pgd.png", "des_pgd.png"):
         assert (tmp_path / "reproduce_hrs_mnist" / png).read_bytes()[:4] == b"\x89PNG"
