@@ -196,8 +196,11 @@ def algorithm1(evaluate, epsilon, step, done=None, on_row=None):
 
 
 # -- resumable result files ---------------------------------------------------------------------------
-def _resume(path, settings):
-    """Rows of an earlier run with the same settings at ``path`` (by key); ConfigError on other settings."""
+def _resume(path, settings, growable=()):
+    """Rows of an earlier run with the same settings at ``path`` (by key); ConfigError on other settings.
+
+    The list-valued settings named in ``growable`` may gain entries (a grid given one more model or test rate
+    measures only the new cells) but not lose or change any: every earlier entry must still be there."""
     if not os.path.exists(path):
         return {}
     try:
@@ -205,8 +208,13 @@ def _resume(path, settings):
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot read earlier results {path!r}: {e}") from None
     old = previous.get("settings") or {}
-    fileio.check_same_settings(old, settings, sorted(set(old) | set(settings)), f"{path!r} holds results",
-                               "use another output or the original settings to resume")
+    fileio.check_same_settings(old, settings, sorted((set(old) | set(settings)) - set(growable)),
+                               f"{path!r} holds results", "use another output or the original settings to resume")
+    for key in growable:
+        missing = [entry for entry in old.get(key, []) if entry not in settings.get(key, [])]
+        if missing:
+            raise ConfigError(f"{path!r} holds results for {key} {missing} that this run does not have (a changed "
+                              f"model file or a removed entry); entries may only be added: use another output")
     return {rate_key(r["test_rate"], r["train_rate"] if "grid" in settings else None): r for r in previous["rows"]}
 
 
@@ -241,7 +249,7 @@ def run_grid(evaluators, test_rates, output, settings, log=print):
     """Every (train rate, test rate) cell, saved to ``output`` as it finishes; returns the result dict."""
     rates = sorted({round(check_rate(r, "test rate"), RATE_DIGITS) for r in test_rates})
     settings = dict(settings, grid=True, test_rates=rates)
-    done = _resume(output, settings)
+    done = _resume(output, settings, growable=("models", "test_rates"))
     if done:
         log(f"resuming: {len(done)} finished cell(s) in {output}")
     cells = []

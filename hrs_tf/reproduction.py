@@ -91,6 +91,12 @@ class Plan:
     experiments: tuple = EXPERIMENTS
     seed: int = 0
 
+    def ablation_shared_hrs(self):
+        """The ``HRS kxk`` model that is also the 2-block ablation model (same channels and epochs), or None."""
+        k = self.ablation_channels
+        same = self.ablation_epochs == self.hrs_epochs and (k, k) in [tuple(s) for s in self.hrs_shapes]
+        return f"HRS {k}x{k}" if same else None
+
 
 def plan_for(dataset_name, **overrides):
     """The default plan of a data set, with ``overrides`` (e.g. ``num_images=20``)."""
@@ -245,10 +251,9 @@ class ModelStore:
         match = re.fullmatch(r"Ablation (\d) blocks", name)
         if match:
             blocks = int(match.group(1))
-            k = plan.ablation_channels
-            if blocks == 2 and plan.ablation_epochs == plan.hrs_epochs and (k, k) in [tuple(s) for s in plan.hrs_shapes]:
-                return self.get(f"HRS {k}x{k}")
-            return self._hrs_run(name, (k,) * blocks, plan.ablation_epochs)
+            if blocks == 2 and plan.ablation_shared_hrs():
+                return self.get(plan.ablation_shared_hrs())
+            return self._hrs_run(name, (plan.ablation_channels,) * blocks, plan.ablation_epochs)
         raise ConfigError(f"unknown defense {name!r}")
 
 
@@ -594,7 +599,9 @@ def write_report(rep, docs_dir, command, notes=None):
     a3 = paper_values.HRS_TABLE_A3_ASR
     parts.append("\nPaper (CIFAR-10, eps 1/2/4/6/8 /255): " + "; ".join(
         f"{b} block{'s' if b > 1 else ''}: " + ", ".join(f"{100 * v:.1f}%" for v in a3[b].values()) for b in (1, 2, 3)) +
-        f". Each model here: {plan.ablation_epochs} epochs per block.\n")
+        f". Each model here: {plan.ablation_epochs} epochs per block" +
+        (f"; the 2-block model is the {plan.ablation_shared_hrs()} model above" if plan.ablation_shared_hrs() else "") +
+        ".\n")
 
     # Claims.
     parts.append("## The paper's claims, checked on these numbers\n")

@@ -84,6 +84,22 @@ def test_grid_cells_tables_and_resume(tmp_path):
     again = [FakeEvaluator(lambda r: 0.0, 0.3), FakeEvaluator(lambda r: 0.0, 0.7)]
     assert dd.run_grid(again, [0, 0.1, 0.5], out, {"attack": "fake"}, log=lambda s: None)["rows"] == result["rows"]
     assert again[0].calls == [] and again[1].calls == []
+    # A model or a test rate added to a finished grid: only the new cells are measured, the old ones kept.
+    models = [{"train_rate": 0.3, "sha1": "a"}, {"train_rate": 0.7, "sha1": "b"}]
+    out2 = str(tmp_path / "grown.json")
+    dd.run_grid(evaluators, [0, 0.5], out2, {"attack": "fake", "models": models}, log=lambda s: None)
+    grown = [FakeEvaluator(lambda r: 0.0, 0.3), FakeEvaluator(lambda r: 0.0, 0.5), FakeEvaluator(lambda r: 0.0, 0.7)]
+    bigger = dd.run_grid(grown, [0, 0.1, 0.5], out2, {"attack": "fake", "models": models + [{"train_rate": 0.5, "sha1": "c"}]},
+                         log=lambda s: None)
+    assert grown[0].calls == [0.1] and grown[1].calls == [0.0, 0.1, 0.5] and grown[2].calls == [0.1]
+    assert [c["accuracy"] for c in bigger["rows"] if c["train_rate"] == 0.3] == [0.99, 0.0, 0.94]  # old, new, old
+    before = open(out2).read()
+    changed = [models[0], {"train_rate": 0.7, "sha1": "d"}, {"train_rate": 0.5, "sha1": "c"}]  # r = 0.7 retrained
+    with pytest.raises(ConfigError, match=r"holds results for models \[\{'sha1': 'b', 'train_rate': 0.7\}\] that"):
+        dd.run_grid(grown, [0, 0.1, 0.5], out2, {"attack": "fake", "models": changed}, log=lambda s: None)
+    with pytest.raises(ConfigError, match=r"holds results for test_rates \[0.1\]"):
+        dd.run_grid(grown, [0, 0.5], out2, {"attack": "fake", "models": bigger["settings"]["models"]}, log=lambda s: None)
+    assert open(out2).read() == before
     assert dd.parse_models("r0.3:a.h5,r0:b.h5") == [(0.3, "a.h5"), (0.0, "b.h5")]
     for bad, message in (("0.3:a.h5", "must be written r<train rate>:<path>"), ("rx:a.h5", "'x' is not a train rate"),
                          ("r1.2:a.h5", r"train rate=1.2 must be in \[0, 1\)"), ("r0.3:a,r0.3:b", "repeat a train rate")):

@@ -174,3 +174,13 @@ def test_settings_name_only_the_models_the_command_trains(tmp_path, tiny_mnist_d
     ablation = reproduction.Reproduction(dataset, dataclasses.replace(plan, experiments=("ablation",)), str(tmp_path / "c"),
                                          existing={"Base": "b.h5", "HRS 2x2": "h"})
     assert ablation.trained_here() == "adversarial training 20 (PGD-10, eps 76.5/255), ablation 1 per block"
+
+
+def test_two_block_ablation_is_the_hrs_model_of_the_same_shape_and_epochs(finished):
+    dataset, work, _, _ = finished
+    assert reproduction.plan_for("mnist", **PLAN).ablation_shared_hrs() is None  # 5 channels per block: no 5x5 here
+    plan = reproduction.plan_for("mnist", **{**PLAN, "ablation_channels": 2})
+    assert plan.ablation_shared_hrs() == "HRS 2x2"
+    assert dataclasses.replace(plan, ablation_epochs=2).ablation_shared_hrs() is None  # other epochs: trained anew
+    store = reproduction.ModelStore(dataset, plan, str(work), log=lambda line: pytest.fail(f"retrained: {line}"))
+    assert store.get("Ablation 2 blocks") is store.get("HRS 2x2")
