@@ -251,15 +251,14 @@ class ModelStore:
         match = re.fullmatch(r"Ablation (\d) blocks", name)
         if match:
             blocks = int(match.group(1))
-            if blocks == 2 and plan.ablation_shared_hrs():
-                return self.get(plan.ablation_shared_hrs())
             return self._hrs_run(name, (plan.ablation_channels,) * blocks, plan.ablation_epochs)
         raise ConfigError(f"unknown defense {name!r}")
 
 
-def ablation_names():
-    """The block-count ablation's models (Table A3): HRS with 1, 2 and 3 switching blocks."""
-    return [f"Ablation {blocks} blocks" for blocks in (1, 2, 3)]
+def ablation_names(plan):
+    """The block-count ablation's models (Table A3): HRS with 1, 2 and 3 switching blocks; the 2-block one is
+    the plan's ``HRS kxk`` model, with its cells, when that has the same channels and epochs."""
+    return [(blocks == 2 and plan.ablation_shared_hrs()) or f"Ablation {blocks} blocks" for blocks in (1, 2, 3)]
 
 
 def is_stochastic(model):
@@ -362,7 +361,7 @@ class Reproduction:
                 for attack in ("fgsm", "hrs_pgd", "hrs_cw_pgd"):
                     self.attack(defense, attack, "whitebox", eps=plan.des_eps)
         if "ablation" in experiments:
-            for name in ablation_names():
+            for name in ablation_names(plan):
                 self.accuracy(name)
                 for eps in plan.eps_grid:
                     self.attack(name, "hrs_cw_pgd", "whitebox", eps=eps)
@@ -374,7 +373,7 @@ class Reproduction:
         if "des" in plan.experiments:
             names.update(self.sweep_defenses())
         if "ablation" in plan.experiments:
-            names.update(ablation_names())
+            names.update(ablation_names(plan))
         return names
 
     def trained_here(self):
@@ -589,7 +588,7 @@ def write_report(rep, docs_dir, command, notes=None):
     parts.append("## Number of switching blocks (Table A3)\n")
     rows = []
     planned = "ablation" in plan.experiments  # cells of an unplanned run are not this command's results
-    for blocks, name in enumerate(ablation_names(), start=1):
+    for blocks, name in enumerate(ablation_names(plan), start=1):
         acc = _get(rep.stored("accuracy", name), "accuracy", "mean") if planned else None
         rows.append([f"{blocks} ({'x'.join([str(plan.ablation_channels)] * blocks)})", _fmt(acc, digits=2)] +
                     [_fmt(_asr(rep, name, "hrs_cw_pgd", "whitebox", eps=e) if planned else None) for e in plan.eps_grid])

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import pytest
 
@@ -176,11 +177,18 @@ def test_settings_name_only_the_models_the_command_trains(tmp_path, tiny_mnist_d
     assert ablation.trained_here() == "adversarial training 20 (PGD-10, eps 76.5/255), ablation 1 per block"
 
 
-def test_two_block_ablation_is_the_hrs_model_of_the_same_shape_and_epochs(finished):
+def test_two_block_ablation_is_the_hrs_model_of_the_same_shape_and_epochs(finished, tmp_path):
     dataset, work, _, _ = finished
     assert reproduction.plan_for("mnist", **PLAN).ablation_shared_hrs() is None  # 5 channels per block: no 5x5 here
     plan = reproduction.plan_for("mnist", **{**PLAN, "ablation_channels": 2})
     assert plan.ablation_shared_hrs() == "HRS 2x2"
     assert dataclasses.replace(plan, ablation_epochs=2).ablation_shared_hrs() is None  # other epochs: trained anew
-    store = reproduction.ModelStore(dataset, plan, str(work), log=lambda line: pytest.fail(f"retrained: {line}"))
-    assert store.get("Ablation 2 blocks") is store.get("HRS 2x2")
+    assert reproduction.ablation_names(plan) == ["Ablation 1 blocks", "HRS 2x2", "Ablation 3 blocks"]
+    # The report's 2-block row is the HRS 2x2 model's own accuracy and CW-PGD cells (no second measurement).
+    shutil.copytree(work / "cells", tmp_path / "work" / "cells")
+    rep = reproduction.Reproduction(dataset, dataclasses.replace(plan, experiments=("ablation",)), str(tmp_path / "work"))
+    text = rep.report(str(tmp_path / "docs"), "cmd")
+    accuracy = rep.stored("accuracy", "HRS 2x2")["accuracy"]["mean"]
+    asr = rep.stored("attacks", "hrs_cw_pgd|whitebox|eps=0.25|HRS 2x2")["results"]["asr"]
+    assert f"| 2 (2x2) | {100 * accuracy:.2f}% | {100 * asr:.1f}% |" in text
+    assert "| 1 (2) | - | - |" in text and "the 2-block model is the HRS 2x2 model above" in text
