@@ -90,22 +90,31 @@ def gradient_deviation(model, x, targets, samples=200, objective=None):
     return float(grads.std(axis=0).mean())
 
 
-def plot_gradient_histograms(path, samples_by_defense, dimensions=3, seed=0, bins=30):
+def plot_gradient_histograms(path, samples_by_defense, dimensions=3, seed=0, bins=30, dim_names=None):
     """Figure 1 / defensive-dropout Figure 4: histograms of sampled gradients on a few input dimensions.
 
     ``samples_by_defense``: {name: array (samples, ...) of one image's gradients}; the same randomly
-    chosen dimensions are shown for every defense, one panel per defense.
+    chosen dimensions are shown for every defense, one panel per defense. With ``dim_names`` the arrays are
+    (samples, k) columns already chosen, all shown under those names.
     """
     plt = reporting.pyplot()
 
     names = list(samples_by_defense)
     size = int(np.prod(np.asarray(samples_by_defense[names[0]]).shape[1:]))
-    dims = np.random.default_rng(seed).choice(size, size=min(dimensions, size), replace=False)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 2.6), dpi=100, squeeze=False)
-    for ax, name in zip(axes[0], names):
+    if dim_names is None:
+        dims = np.random.default_rng(seed).choice(size, size=min(dimensions, size), replace=False)
+        dim_names = [f"dim {d}" for d in dims]
+    else:
+        dims = range(size)
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.4 * rows + 0.3), dpi=100, squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names):
         flat = np.asarray(samples_by_defense[name]).reshape(len(samples_by_defense[name]), -1)
-        for d in dims:
-            ax.hist(flat[:, d], bins=bins, alpha=0.55, label=f"dim {d}")
+        for d, label in zip(dims, dim_names):
+            ax.hist(flat[:, d], bins=bins, alpha=0.55, label=label)
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
     axes[0][0].legend(fontsize=7)

@@ -6,7 +6,7 @@ Gaussian noise (random self-ensemble, trained with noise), Madry adversarial tra
 10x10. Experiments:
 
 - ``accuracy``   clean test accuracy, each image its own randomness (Table A2);
-- ``deviation``  input-gradient deviation (Table 1 / Table A2 "Dev.");
+- ``deviation``  input-gradient deviation (Table 1 / Table A2 "Dev.") and gradient histograms (Figure 1);
 - ``attacks``    ASR of PGD and CW-PGD (the paper's own Adam variants, ``hrs_pgd`` / ``hrs_cw_pgd``) against
                  eps under white-box, EOT(n) and fixed randomness (Figure 4, Figures A8 / A9);
 - ``fgsm_cw``    FGSM against eps and C&W-L2 against kappa, white-box (Figures A6 / A7);
@@ -25,6 +25,7 @@ import os
 import re
 import time
 
+import numpy as np
 
 from hrs_tf import (des, evaluation, fileio, hrs, hrs_training, metrics, paper_values, reporting, serialization, stochastic,
                     training)
@@ -51,6 +52,7 @@ DES_SWEEPS = ("dropout", "gaussian", "hrs")
 NOT_RUN = "*No results: the `{experiment}` experiment has not been computed for this report.*\n"
 EXPERIMENTS = ("accuracy", "deviation", "attacks", "fgsm_cw", "des", "ablation")
 DETERMINISTIC = ("Base", "Adv. training")  # attacked white-box only: EOT and fixed randomness change nothing
+HISTOGRAM_PIXELS = 3  # input dimensions shown in the gradient histograms (Figure 1)
 # Plan values that change what a cell holds without being part of its key (a resume must keep them).
 CONTENT_KEYS = ("dataset", "seed", "num_images", "eot_samples", "passes", "accuracy_repeats", "deviation_images",
                 "deviation_samples", "base_epochs", "hrs_epochs", "gaussian_epochs", "adv_epochs", "adv_steps",
@@ -331,6 +333,19 @@ class Reproduction:
             return {"defense": defense, "deviation": value, "images": int(len(x)), "samples": self.plan.deviation_samples}
         return self.cell("deviation", defense, compute)
 
+    def gradient_histogram(self, defense):
+        """Figure 1: ``deviation_samples`` input gradients (CW-PGD margin, separate passes) of the first test
+        image toward (label + 1) mod 10, at the pixels where the base model's gradient is largest (the same
+        pixels for every defense)."""
+        def compute():
+            x, target = self.dataset.x_test[:1], (self.dataset.y_test[:1] + 1) % 10
+            base = des.gradient_samples(self.models.get("Base"), x, target, samples=2)[0, 0].ravel()
+            pixels = np.argsort(-np.abs(base), kind="stable")[:HISTOGRAM_PIXELS]
+            grads = des.gradient_samples(self.models.get(defense), x, target, self.plan.deviation_samples)[:, 0]
+            return {"defense": defense, "pixels": [int(p) for p in pixels], "image_shape": list(x.shape[1:]),
+                    "samples": grads.reshape(len(grads), -1)[:, pixels].tolist()}
+        return self.cell("gradients", defense, compute)
+
     # -- experiments ------------------------------------------------------------------------------
     def run(self, experiments=None):
         experiments = experiments or self.plan.experiments
@@ -343,6 +358,8 @@ class Reproduction:
         if "deviation" in experiments:
             for defense in plan.defenses:
                 self.deviation(defense)
+                if defense not in DETERMINISTIC:
+                    self.gradient_histogram(defense)
         if "attacks" in experiments:
             for label, attack in GRADIENT_ATTACKS.items():
                 for setting in STOCHASTIC_ATTACK_SETTINGS:
@@ -477,6 +494,16 @@ def write_report(rep, docs_dir, command, notes=None):
                  f"input dimensions and the first {plan.deviation_images} test images. The paper does not state the unit "
                  "of its gradient; per grey level (our gradient / 255, inputs being pixels / 255) is on the scale of its "
                  "numbers, per unit of the [0, 1] input is not.\n")
+    histograms = {d: cell for d in plan.defenses if (cell := rep.stored("gradients", d))}
+    if histograms:
+        first = next(iter(histograms.values()))
+        names = [f"pixel {tuple(int(i) for i in np.unravel_index(p, first['image_shape']))}" for p in first["pixels"]]
+        des.plot_gradient_histograms(os.path.join(figures, "gradient_histograms.png"),
+                                     {d: np.array(c["samples"]) for d, c in histograms.items()}, dim_names=names)
+        parts.append(f"\n![gradient histograms]({rel}/gradient_histograms.png)\n\nInput-gradient samples (Figure 1): "
+                     f"{plan.deviation_samples} passes of the CW-PGD margin gradient on the first test image, target "
+                     f"(label + 1) mod 10, at the {len(names)} pixels where the base model's gradient is largest; one "
+                     "panel per stochastic defense, same pixels in each.\n")
 
     # Figure 4 / A8 / A9.
     xs = [e * 255 for e in plan.eps_grid]

@@ -5,9 +5,10 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
-from hrs_tf import data, reproduction
+from hrs_tf import data, des, hrs, reproduction
 from hrs_tf.errors import ConfigError
 from tests.tool_runner import run_script
 
@@ -192,3 +193,29 @@ def test_two_block_ablation_is_the_hrs_model_of_the_same_shape_and_epochs(finish
     asr = rep.stored("attacks", "hrs_cw_pgd|whitebox|eps=0.25|HRS 2x2")["results"]["asr"]
     assert f"| 2 (2x2) | {100 * accuracy:.2f}% | {100 * asr:.1f}% |" in text
     assert "| 1 (2) | - | - |" in text and "the 2-block model is the HRS 2x2 model above" in text
+
+
+def test_gradient_histograms_sample_the_stochastic_model_at_the_base_models_steepest_pixels(finished, tmp_path):
+    dataset, work, _, _ = finished
+    shutil.copytree(work, tmp_path / "work")  # cells and trained models; the shared fixture stays as it was
+    rep = reproduction.Reproduction(dataset, reproduction.plan_for("mnist", **{**PLAN, "experiments": ("deviation",)}),
+                                    str(tmp_path / "work"), log=lambda line: None)
+    rep.run()
+    assert rep.stored("gradients", "Base") is None  # deterministic: a single spike, not plotted
+    cell = rep.stored("gradients", "HRS 2x2")
+    x, target = dataset.x_test[:1], (dataset.y_test[:1] + 1) % 10
+    base = des.gradient_samples(rep.models.get("Base"), x, target, samples=2)[0, 0].ravel()
+    assert cell["pixels"] == [int(p) for p in np.argsort(-np.abs(base), kind="stable")[:3]]
+    samples = np.array(cell["samples"])
+    assert samples.shape == (PLAN["deviation_samples"], 3)
+    # Every sample is the gradient of one of the 4 switching paths at those pixels (Figure 1's sampling).
+    model = rep.models.get("HRS 2x2")
+    paths = []
+    for path in np.ndindex(2, 2):
+        with hrs.pinned_path(model, path):
+            paths.append(des.gradient_samples(model, x, target, samples=2)[0, 0].ravel()[cell["pixels"]])
+    for sample in samples:
+        assert min(np.abs(sample - p).max() for p in paths) < 1e-5
+    text = rep.report(str(tmp_path / "docs"), "cmd")
+    assert "![gradient histograms](reproduce_hrs_mnist/gradient_histograms.png)" in text
+    assert os.path.getsize(tmp_path / "docs" / "reproduce_hrs_mnist" / "gradient_histograms.png") > 1000
