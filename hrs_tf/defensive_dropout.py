@@ -35,7 +35,7 @@ import time
 import keras
 import numpy as np
 
-from hrs_tf import baselines, evaluation, fileio, metrics, reporting, stochastic
+from hrs_tf import baselines, des, evaluation, fileio, metrics, reporting, stochastic
 from hrs_tf import data as data_module
 from hrs_tf.baseline_layers import check_rate
 from hrs_tf.errors import ConfigError, ModelError
@@ -328,6 +328,26 @@ def plot_grid(result, prefix):
         paths[field] = f"{prefix}_{field}.png"
         reporting.plot_lines(paths[field], series, "test dropout rate r'", label, label)
     return paths
+
+
+def gradient_histograms(model, x, target, test_rates, samples, pixels=3, seed=0):
+    """Defensive-dropout Figure 4: ``samples`` input gradients (C&W margin, fresh masks) of the one image ``x`` at
+    each test rate r' (panels a-e) and with SAP (panel f) on the same trained model, at the ``pixels`` input
+    dimensions where the model without test-time dropout has its largest gradient.
+
+    Returns {"pixels", "image_shape", "panels": [{"label", "samples": (samples, pixels) list}]} (panels in order)."""
+    keras.utils.set_random_seed(seed)
+    plain = baselines.with_defensive_dropout(model, 0.0)
+    chosen = des.steepest_pixels(plain, x, target, pixels)
+    variants = [(f"dropout r' = {rate:g}", baselines.with_defensive_dropout(model, rate)) for rate in test_rates]
+    panels = [{"label": label, "samples": des.gradients_at(variant, x, target, chosen, samples).tolist()}
+              for label, variant in variants + [("SAP", baselines.with_sap(plain))]]
+    return {"pixels": chosen, "image_shape": list(x.shape[1:]), "panels": panels}
+
+
+def plot_gradient_histograms(result, path):
+    des.plot_gradient_histograms(path, {p["label"]: np.array(p["samples"]) for p in result["panels"]},
+                                 dim_names=des.pixel_names(result["pixels"], result["image_shape"]))
 
 
 def parse_models(text):

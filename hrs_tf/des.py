@@ -84,6 +84,23 @@ def gradient_samples(model, x, targets, samples=200, objective=None):
     return gradients.per_sample_gradients(model, objective, x, targets, int(samples))
 
 
+def steepest_pixels(model, x, target, count=3):
+    """Flat input indices where ``model``'s gradient (default objective) on the one image ``x`` is largest."""
+    grad = gradient_samples(model, x, target, samples=2)[0, 0].ravel()
+    return [int(p) for p in np.argsort(-np.abs(grad), kind="stable")[:count]]
+
+
+def gradients_at(model, x, target, pixels, samples=200):
+    """``samples`` input gradients of the one image ``x`` at the flat input indices ``pixels``: (samples, pixels)."""
+    grads = gradient_samples(model, x, target, samples)[:, 0]
+    return grads.reshape(len(grads), -1)[:, list(pixels)]
+
+
+def pixel_names(pixels, image_shape):
+    """Labels ``pixel (row, col, channel)`` of flat input indices, for the histogram legends."""
+    return [f"pixel {tuple(int(i) for i in np.unravel_index(p, tuple(image_shape)))}" for p in pixels]
+
+
 def gradient_deviation(model, x, targets, samples=200, objective=None):
     """Mean over images and input dimensions of the std of the input gradient across passes (Table 1)."""
     grads = gradient_samples(model, x, targets, samples, objective)

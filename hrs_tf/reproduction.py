@@ -339,11 +339,9 @@ class Reproduction:
         pixels for every defense)."""
         def compute():
             x, target = self.dataset.x_test[:1], (self.dataset.y_test[:1] + 1) % 10
-            base = des.gradient_samples(self.models.get("Base"), x, target, samples=2)[0, 0].ravel()
-            pixels = np.argsort(-np.abs(base), kind="stable")[:HISTOGRAM_PIXELS]
-            grads = des.gradient_samples(self.models.get(defense), x, target, self.plan.deviation_samples)[:, 0]
-            return {"defense": defense, "pixels": [int(p) for p in pixels], "image_shape": list(x.shape[1:]),
-                    "samples": grads.reshape(len(grads), -1)[:, pixels].tolist()}
+            pixels = des.steepest_pixels(self.models.get("Base"), x, target, HISTOGRAM_PIXELS)
+            grads = des.gradients_at(self.models.get(defense), x, target, pixels, self.plan.deviation_samples)
+            return {"defense": defense, "pixels": pixels, "image_shape": list(x.shape[1:]), "samples": grads.tolist()}
         return self.cell("gradients", defense, compute)
 
     # -- experiments ------------------------------------------------------------------------------
@@ -497,7 +495,7 @@ def write_report(rep, docs_dir, command, notes=None):
     histograms = {d: cell for d in plan.defenses if (cell := rep.stored("gradients", d))}
     if histograms:
         first = next(iter(histograms.values()))
-        names = [f"pixel {tuple(int(i) for i in np.unravel_index(p, first['image_shape']))}" for p in first["pixels"]]
+        names = des.pixel_names(first["pixels"], first["image_shape"])
         des.plot_gradient_histograms(os.path.join(figures, "gradient_histograms.png"),
                                      {d: np.array(c["samples"]) for d, c in histograms.items()}, dim_names=names)
         parts.append(f"\n![gradient histograms]({rel}/gradient_histograms.png)\n\nInput-gradient samples (Figure 1): "

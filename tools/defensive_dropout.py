@@ -1,9 +1,12 @@
-"""Defensive dropout: Algorithm 1 (search the test rate r') or the (train rate x test rate) grid.
+"""Defensive dropout: Algorithm 1 (search the test rate r'), the (train rate x test rate) grid, or the gradient
+histograms of the paper's Figure 4.
 
     python tools/defensive_dropout.py --model=runs/base_mnist.h5 --attack=cw_l2 --epsilon=0.01 --step=0.1 \
         --num_images=50 --output=runs/dd/search_cw_r0.3.json
     python tools/defensive_dropout.py --grid --models=r0.3:runs/base_mnist.h5,r0.7:runs/dropout0.7_mnist.h5 \
         --test_rates=0,0.1,0.3,0.5,0.7,0.9 --attack=fgsm --num_images=100 --output=runs/dd/grid_fgsm.json
+    python tools/defensive_dropout.py --histograms --model=runs/dropout0.7_mnist.h5 --test_rates=0.1,0.3,0.5,0.7,0.9 \
+        --output=runs/dd/gradients_train0.7.json
 
 Attacks (paper section 4.1, targeted toward the 9 wrong classes of each of the first --num_images test images):
 fgsm (eps 0.25), jsma_f / jsma_z (theta 1, gamma 1), cw_l2 (10 binary-search steps x 100 Adam iterations, learning
@@ -24,6 +27,9 @@ from hrs_tf.errors import ConfigError  # noqa: E402
 
 flags.DEFINE_string("model", None, "Algorithm 1: a model trained with dropout after FC1 (.h5).")
 flags.DEFINE_bool("grid", False, "Measure the (train rate x test rate) grid instead of Algorithm 1.")
+flags.DEFINE_bool("histograms", False, "Figure 4: input-gradient samples of the first test image (target label + 1 mod "
+                  "10) under each --test_rates and SAP, on --model; no attack.")
+flags.DEFINE_integer("gradient_samples", 200, "--histograms: gradient samples (passes) per panel.")
 flags.DEFINE_list("models", None, "--grid: models as r<train rate>:<path>, e.g. r0.3:runs/base_mnist.h5,r0.7:runs/d07.h5")
 flags.DEFINE_list("test_rates", ["0", "0.1", "0.3", "0.5", "0.7", "0.9"], "--grid: test rates (the paper's columns).")
 flags.DEFINE_float("train_rate", None, "Algorithm 1: the model's train rate, needed only for a model without dropout (0).")
@@ -46,7 +52,7 @@ flags.DEFINE_float("learning_rate", None, "Override the C&W Adam learning rate (
 flags.DEFINE_integer("max_iterations", None, "Override the C&W iterations per constant (100).")
 flags.DEFINE_integer("binary_search_steps", None, "Override the C&W binary-search steps (10).")
 flags.DEFINE_string("output", None, "Result JSON; the .md table and .png plots are written beside it.")
-flags.mark_flags_as_required(["attack", "output"])
+flags.mark_flags_as_required(["output"])
 FLAGS = flags.FLAGS
 
 OVERRIDES = ("eps", "gamma", "learning_rate", "max_iterations", "binary_search_steps")
@@ -60,6 +66,10 @@ def main(argv):
 
     if not FLAGS.output.endswith(".json"):
         raise ConfigError(f"--output={FLAGS.output!r} must end in .json")
+    if FLAGS.histograms:
+        return histograms()
+    if FLAGS.attack is None:
+        raise ConfigError("--attack is required (fgsm, jsma_f, jsma_z or cw_l2), except with --histograms")
     given = {name: getattr(FLAGS, name) for name in OVERRIDES if getattr(FLAGS, name) is not None}
     if FLAGS.attack not in dd.PAPER_ATTACKS:
         raise ConfigError(f"--attack={FLAGS.attack!r} is not one of the paper's attacks {', '.join(dd.PAPER_ATTACKS)}")
@@ -109,6 +119,35 @@ def main(argv):
     if not FLAGS.grid:
         print(f"chosen test rate r' = {result['chosen_test_rate']:g}")
     print(f"wrote {FLAGS.output}, {stem}.md, {', '.join(plots)}")
+
+
+def histograms():
+    import numpy as np
+
+    from hrs_tf import defensive_dropout as dd
+    from hrs_tf import evaluation, fileio, serialization, training
+    from hrs_tf.attacks import common
+
+    if not FLAGS.model or FLAGS.grid or FLAGS.models:
+        raise ConfigError("--histograms takes one --model (not --grid / --models)")
+    common.check_count(FLAGS.gradient_samples, "gradient_samples", minimum=2)
+    rates = [evaluation.parse_amount(t, "test rate") for t in FLAGS.test_rates]
+    dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
+    model = serialization.load_model(FLAGS.model)
+    x, target = dataset.x_test[:1], (dataset.y_test[:1] + 1) % 10
+    print(f"{dataset.name}: gradients of test image 0 toward class {int(target[0])}, {FLAGS.gradient_samples} passes per "
+          f"panel", flush=True)
+    result = dd.gradient_histograms(model, x, target, rates, FLAGS.gradient_samples, seed=FLAGS.seed)
+    result.update(kind="defensive_dropout_gradients", model_file=FLAGS.model, sha1=dd.file_digest(FLAGS.model),
+                  samples=FLAGS.gradient_samples, versions=training.versions(),
+                  command_line={name: FLAGS[name].value for name in FLAGS if FLAGS[name].present})
+    png = os.path.splitext(FLAGS.output)[0] + ".png"
+    dd.plot_gradient_histograms(result, png)
+    fileio.write_json(FLAGS.output, result)
+    for panel in result["panels"]:
+        print(f"{panel['label']}: gradient std at the {len(result['pixels'])} pixels "
+              + ", ".join(f"{v:.4f}" for v in np.asarray(panel["samples"]).std(axis=0)))
+    print(f"wrote {FLAGS.output}, {png}")
 
 
 if __name__ == "__main__":
