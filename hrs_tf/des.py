@@ -84,6 +84,11 @@ def gradient_samples(model, x, targets, samples=200, objective=None):
     return gradients.per_sample_gradients(model, objective, x, targets, int(samples))
 
 
+def histogram_image(dataset):
+    """The image and target of the gradient histograms: the first test image toward (label + 1) mod 10."""
+    return dataset.x_test[:1], (dataset.y_test[:1] + 1) % 10
+
+
 def steepest_pixels(model, x, target, count=3):
     """Flat input indices where ``model``'s gradient (default objective) on the one image ``x`` is largest."""
     grad = gradient_samples(model, x, target, samples=2)[0, 0].ravel()

@@ -209,8 +209,8 @@ def test_gradient_histograms_widen_with_the_test_rate(tmp_path, small_model, rea
     std = {p["label"]: np.asarray(p["samples"]).std(axis=0) for p in result["panels"]}
     assert all(np.asarray(p["samples"]).shape == (30, 3) for p in result["panels"])
     assert std["dropout r' = 0"].max() < 1e-6  # r' = 0: no test-time randomness, one gradient
-    # Figure 4: "shorter and fatter" with r'. The spread at r' = 0.7 exceeds r' = 0.1's at every pixel (here by
-    # >2x; with 30 samples the std estimate is within about +-25%, so the order is not a sampling accident).
+    # Figure 4: "shorter and fatter" with r'. The spread at r' = 0.7 exceeds r' = 0.1's at every pixel (measured
+    # 3.4-3.8x here; with 30 samples a std estimate is within about +-25%, so 1.5x is not a sampling accident).
     assert (std["dropout r' = 0.7"] > 1.5 * std["dropout r' = 0.1"]).all() and std["SAP"].max() > 0
     # Tool: JSON + PNG; without --model a one-line error and no output.
     model_path = tmp_path / "small.h5"

@@ -59,6 +59,9 @@ def test_report_has_our_numbers_beside_the_papers(finished, tmp_path):
     assert text.startswith("# HRS paper reproduced on mnist") and "python tools/reproduce_hrs.py --dataset=mnist" in text
     base_acc = json.loads((work / "cells" / "accuracy" / "Base.json").read_text())["accuracy"]["mean"]
     assert f"| Base | {100 * base_acc:.2f}% +- 0.00 | 99.04% |" in text  # Table A2 beside the paper
+    # The closing line totals the compute time of the cells the report shows: here every cell the run made.
+    made = [json.loads(path.read_text()) for path in (work / "cells").glob("*/*.json")]
+    assert f"*The {len(made)} result cells this report reads took {sum(c['seconds'] for c in made) / 60:.0f} min" in text
     # Single-setting DES of HRS 2x2 against PGD, recomputed from its cells with eq. 3 (eta 0.002).
     def cell(experiment, name):
         return json.loads((work / "cells" / experiment / f"{name}.json").read_text())
@@ -116,6 +119,7 @@ def test_report_of_an_empty_work_dir_says_what_was_not_run(tmp_path, tiny_mnist_
     for experiment in ("fgsm_cw", "des", "ablation"):
         assert f"the `{experiment}` experiment has not been computed" in text
     assert "| Base | - | 99.04% |" in text  # the paper's number stands beside an empty cell
+    assert "*The 0 result cells this report reads took 0 min to compute" in text
     assert (tmp_path / "docs" / "reproduce_hrs_mnist" / "pgd.png").read_bytes()[:4] == b"\x89PNG"  # empty panels
 
 

@@ -125,7 +125,7 @@ def histograms():
     import numpy as np
 
     from hrs_tf import defensive_dropout as dd
-    from hrs_tf import evaluation, fileio, serialization, training
+    from hrs_tf import des, evaluation, fileio, serialization, training
     from hrs_tf.attacks import common
 
     if not FLAGS.model or FLAGS.grid or FLAGS.models:
@@ -134,7 +134,7 @@ def histograms():
     rates = [evaluation.parse_amount(t, "test rate") for t in FLAGS.test_rates]
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     model = serialization.load_model(FLAGS.model)
-    x, target = dataset.x_test[:1], (dataset.y_test[:1] + 1) % 10
+    x, target = des.histogram_image(dataset)
     print(f"{dataset.name}: gradients of test image 0 toward class {int(target[0])}, {FLAGS.gradient_samples} passes per "
           f"panel", flush=True)
     result = dd.gradient_histograms(model, x, target, rates, FLAGS.gradient_samples, seed=FLAGS.seed)
