@@ -25,7 +25,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from hrs_tf import hrs, models  # noqa: E402
+from hrs_tf import models  # noqa: E402
+from hrs_tf.defenses import hrs  # noqa: E402
 
 
 class MaskAllChannels(keras.layers.Layer):

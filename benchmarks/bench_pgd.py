@@ -53,7 +53,9 @@ def main(argv):
     import keras
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
-    from hrs_tf import data, hrs, models, serialization
+    from hrs_tf import data, models
+    from hrs_tf.defenses import hrs
+    from hrs_tf.models import serialization
     from hrs_tf.attacks import gradients, pgd
 
     keras.utils.set_random_seed(0)

@@ -1,7 +1,10 @@
-"""hrs_tf: the core of the project (data sets, base models, attacks, metrics, HRS and baselines).
+"""hrs_tf: the core of the project (data sets, base models, layers, the defense registry, attacks, evaluation,
+training, experiment machinery, reporting) and the HRS and defensive-dropout papers.
 
 Importing the package registers every custom Keras layer it defines, so that
-``keras.models.load_model("model.h5")`` works with no ``custom_objects``.
+``keras.models.load_model("model.h5")`` works with no ``custom_objects``; plug-in packages (randspike,
+hashdef, ...) register theirs when :func:`hrs_tf.plugins.load` imports them (the defense registry, the model
+loader and every tool call it).
 """
 
 import os
@@ -10,8 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from hrs_tf.errors import ConfigError, DataError, HrsError, ModelError  # noqa: E402,F401
+from hrs_tf.errors import ConfigError, DataError, HrsError, ModelError, PluginError  # noqa: E402,F401
 
 # Register every custom layer for keras.models.load_model (safe mode, no custom_objects).
-from hrs_tf import baseline_layers, random_switch  # noqa: E402,F401
-from hrs_tf import locally_connected  # noqa: E402,F401
+from hrs_tf import layers  # noqa: E402,F401

@@ -1,14 +1,29 @@
-"""Shared plumbing of the absl scripts in ``tools/``: error reporting and eps parsing."""
+"""Shared plumbing of the absl scripts in ``tools/``: error reporting, the flags several tools share, and the
+registry listings.
+
+- :func:`run` prints an :class:`HrsError` as one line and exits with status 2 (never a traceback for a
+  user's mistake); ``--list_defenses`` / ``--list_attacks`` print the registry listings and exit;
+- :func:`define_data_flags`, :func:`define_training_flags` and :func:`define_attack_flags` define the flags of
+  the data set, of the reference training recipe and of every declared attack's settings (generated from
+  the attack declarations, :mod:`hrs_tf.attacks.registry`), once for every tool that takes them;
+- :func:`load_model` loads a model file and, with a defense spec, makes the defended model from it.
+"""
 
 import sys
 
-from absl import app
+from absl import app, flags
 
 from hrs_tf.errors import ConfigError, HrsError
+
+LISTINGS = {"--list_defenses": "defenses", "--list_attacks": "attacks"}
 
 
 def run(main):
     """``absl.app.run(main)``, printing an :class:`HrsError` as one line and exiting with status 2."""
+    for flag, what in LISTINGS.items():
+        if flag in sys.argv[1:]:
+            print(listing(what))
+            sys.exit(0)
 
     def guarded(argv):
         if len(argv) > 1:
@@ -23,17 +38,93 @@ def run(main):
     app.run(guarded)
 
 
-def parse_fraction(text, name="eps"):
-    """Parses ``"0.03"`` or ``"8/255"`` into a float in [0, 1]; raises ConfigError otherwise."""
-    s = str(text).strip()
-    try:
-        if "/" in s:
-            num, den = s.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(s)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"{name}={text!r} is not a number or a fraction like 8/255") from None
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name}={text!r} is {value:g}, outside [0, 1] (pixels are scaled to [0, 1]; write 8/255, not 8)")
-    return value
+def listing(what):
+    """The markdown listing of the registered ``defenses`` or declared ``attacks``."""
+    if what == "defenses":
+        from hrs_tf import defenses
+
+        return defenses.listing()
+    from hrs_tf import attacks
+
+    return attacks.registry.listing()
+
+
+def define_listing_flags(*what):
+    """``--list_defenses`` / ``--list_attacks``: print the registry listing and exit (handled by :func:`run`)."""
+    for name in what:
+        flags.DEFINE_bool(f"list_{name}", False, f"Print every registered {name[:-1]} ({name} listing) and exit.")
+
+
+def define_data_flags(dataset="mnist"):
+    from hrs_tf import data
+
+    flags.DEFINE_string("dataset", dataset, f"Data set: {', '.join(data.DATASETS)}.")
+    flags.DEFINE_string("data_dir", None, f"Folder holding the data set (else ${data.DATA_DIR_ENV}, the Keras cache, download).")
+
+
+def define_training_flags(epochs_help="Training epochs (default: the defense's reference value)."):
+    """The reference recipe's settings: architecture, train-time dropout, epochs, batch size, learning rate, seed."""
+    from hrs_tf import training
+
+    flags.DEFINE_string("arch", None, "Architecture: mnist, cifar10 or rs_mnist (default: the data set's own).")
+    flags.DEFINE_float("dropout_rate", None, "Train-time dropout after FC1 (default: 0.3 MNIST, 0.7 CIFAR-10).")
+    flags.DEFINE_list("epochs", None, epochs_help)
+    flags.DEFINE_integer("batch_size", training.REFERENCE_BATCH_SIZE, "Mini-batch size.")
+    flags.DEFINE_float("learning_rate", training.REFERENCE_LEARNING_RATE, "SGD learning rate.")
+    flags.DEFINE_integer("seed", 0, "Random seed (weights, shuffling, dropout, noise).")
+
+
+def training_settings(values):
+    """The keyword settings of a trainer from the flags of :func:`define_training_flags` (``values``: FLAGS)."""
+    settings = {"arch": values.arch, "dropout_rate": values.dropout_rate, "batch_size": values.batch_size,
+                "learning_rate": values.learning_rate}
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def parse_epochs(items, default):
+    """``--epochs`` as given (one value, or one per HRS block) -> an int or a list of ints; ``default`` if unset."""
+    from hrs_tf import checks
+
+    if not items:
+        if default is None:
+            raise ConfigError("--epochs is required for this defense")
+        return default
+    values = [checks.count(item, "epochs", minimum=1) for item in items]
+    return values[0] if len(values) == 1 else values
+
+
+def define_attack_flags():
+    """One flag per setting of any declared attack (None = the attack's default), typed as declared."""
+    from hrs_tf.attacks import registry
+
+    for name, parameter in sorted(registry.all_parameters().items()):
+        kind = registry.flag_type(parameter)
+        help_text = parameter.help + (" (L2 attacks: an L2 radius)" if name == "eps" else "")
+        {"text": flags.DEFINE_string, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
+         "bool": flags.DEFINE_bool}[kind](name, None, help_text)
+
+
+def attack_settings(attack, values):
+    """The checked settings of ``attack`` given on the command line (flags of :func:`define_attack_flags`)."""
+    from hrs_tf.attacks import registry
+
+    given = {name: values[name].value for name in registry.all_parameters() if values[name].present}
+    return registry.get(attack).parse_settings(given)
+
+
+def load_model(path, defense=None, seed=None):
+    """The model in ``path``; with a defense spec, the defended model made from it without training (a wrapped
+    defense, a weight transform, a subset); ConfigError for a defense that must be trained."""
+    from hrs_tf import defenses
+    from hrs_tf.models import serialization
+
+    model = serialization.load_model(path)
+    if defense is None:
+        return model
+    spec = defenses.parse(defense)
+    if spec.text == defenses.UNDEFENDED:
+        return model
+    if spec.source() is None or spec.make == defenses.INSTALLED:
+        raise ConfigError(f"defense {spec.text!r} is {spec.make}; train it (tools/train_baseline.py) and give the "
+                          "trained model without --defense")
+    return spec.apply(model, seed=seed)

@@ -21,3 +21,7 @@ class ModelError(HrsError):
 
 class ConfigError(HrsError):
     """A setting (flag or argument) has an invalid value."""
+
+
+class PluginError(HrsError):
+    """A plug-in package (an entry point of the ``hrs_tf.plugins`` group) failed to load."""

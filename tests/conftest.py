@@ -18,7 +18,6 @@ def shared_data_dir():
 def real_mnist(shared_data_dir):
     """The real MNIST data set, loaded once per session."""
     from hrs_tf import data
-
     return data.load_dataset("mnist", shared_data_dir)
 
 

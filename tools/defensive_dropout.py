@@ -10,7 +10,7 @@ histograms of the paper's Figure 4.
 
 Attacks (paper section 4.1, targeted toward the 9 wrong classes of each of the first --num_images test images):
 fgsm (eps 0.25), jsma_f / jsma_z (theta 1, gamma 1), cw_l2 (10 binary-search steps x 100 Adam iterations, learning
-rate 0.1). --eps / --gamma / --learning_rate / --max_iterations / --binary_search_steps override them.
+rate 0.1). Every setting flag of the attack (see tools/attack.py --help) overrides them.
 The model is attacked white-box with dropout on (fresh masks on every pass). Writes the JSON (every finished row at
 once; rerun the same command to resume), a markdown table (.md) and plots (.png) beside it.
 """
@@ -22,7 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from hrs_tf import cli, data  # noqa: E402
+from hrs_tf import checks, cli  # noqa: E402
+from hrs_tf import data  # noqa: E402
 from hrs_tf.errors import ConfigError  # noqa: E402
 
 flags.DEFINE_string("model", None, "Algorithm 1: a model trained with dropout after FC1 (.h5).")
@@ -33,8 +34,7 @@ flags.DEFINE_integer("gradient_samples", 200, "--histograms: gradient samples (p
 flags.DEFINE_list("models", None, "--grid: models as r<train rate>:<path>, e.g. r0.3:runs/base_mnist.h5,r0.7:runs/d07.h5")
 flags.DEFINE_list("test_rates", ["0", "0.1", "0.3", "0.5", "0.7", "0.9"], "--grid: test rates (the paper's columns).")
 flags.DEFINE_float("train_rate", None, "Algorithm 1: the model's train rate, needed only for a model without dropout (0).")
-flags.DEFINE_string("dataset", "mnist", "Data set: mnist, fashion_mnist or cifar10.")
-flags.DEFINE_string("data_dir", None, f"Folder holding the data set (else ${data.DATA_DIR_ENV}, the Keras cache, download).")
+cli.define_data_flags()
 flags.DEFINE_string("attack", None, "fgsm, jsma_f, jsma_z or cw_l2 (the paper's attacks).")
 flags.DEFINE_float("epsilon", 0.01, "Algorithm 1: the largest test-accuracy drop allowed (0.01 = 1 point).")
 flags.DEFINE_float("step", 0.1, "Algorithm 1: the test-rate increment.")
@@ -46,23 +46,19 @@ flags.DEFINE_string("setting", "whitebox", "How the attack crafts: whitebox (the
 flags.DEFINE_integer("eot_samples", 10, "--setting=eot: passes averaged per gradient.")
 flags.DEFINE_integer("batch_size", 100, "Examples per attack batch.")
 flags.DEFINE_integer("seed", 0, "Run seed; every row draws from a seed derived from it and its rates.")
-flags.DEFINE_string("eps", None, "Override the FGSM eps (0.25).")
-flags.DEFINE_float("gamma", None, "Override the JSMA gamma (1).")
-flags.DEFINE_float("learning_rate", None, "Override the C&W Adam learning rate (0.1).")
-flags.DEFINE_integer("max_iterations", None, "Override the C&W iterations per constant (100).")
-flags.DEFINE_integer("binary_search_steps", None, "Override the C&W binary-search steps (10).")
+cli.define_attack_flags()
 flags.DEFINE_string("output", None, "Result JSON; the .md table and .png plots are written beside it.")
 flags.mark_flags_as_required(["output"])
 FLAGS = flags.FLAGS
 
-OVERRIDES = ("eps", "gamma", "learning_rate", "max_iterations", "binary_search_steps")
 
 
 def main(argv):
-    from hrs_tf import defensive_dropout as dd
-    from hrs_tf import evaluation, fileio, serialization, training
-    from hrs_tf.attacks import common
+    from hrs_tf import fileio, training
     from hrs_tf.attacks import settings as settings_module
+    from hrs_tf.experiments.defensive_dropout import report
+    from hrs_tf.experiments.defensive_dropout import search as dd
+    from hrs_tf.models import serialization
 
     if not FLAGS.output.endswith(".json"):
         raise ConfigError(f"--output={FLAGS.output!r} must end in .json")
@@ -70,19 +66,17 @@ def main(argv):
         return histograms()
     if FLAGS.attack is None:
         raise ConfigError("--attack is required (fgsm, jsma_f, jsma_z or cw_l2), except with --histograms")
-    given = {name: getattr(FLAGS, name) for name in OVERRIDES if getattr(FLAGS, name) is not None}
     if FLAGS.attack not in dd.PAPER_ATTACKS:
         raise ConfigError(f"--attack={FLAGS.attack!r} is not one of the paper's attacks {', '.join(dd.PAPER_ATTACKS)}")
-    attack_kwargs = dd.attack_settings(FLAGS.attack, evaluation.attack_parameters(FLAGS.attack, given))
+    attack_kwargs = dd.attack_settings(FLAGS.attack, cli.attack_settings(FLAGS.attack, FLAGS))
     for name in ("num_images", "repeats", "passes", "batch_size", "eot_samples"):
-        common.check_count(getattr(FLAGS, name), name, minimum=1)
-    if FLAGS.setting not in settings_module.SETTINGS:
-        raise ConfigError(f"--setting={FLAGS.setting!r} is not one of {', '.join(settings_module.SETTINGS)}")
+        checks.count(getattr(FLAGS, name), name, minimum=1)
+    checks.choice(FLAGS.setting, "--setting", settings_module.SETTINGS)
     if FLAGS.grid:
         if FLAGS.model or not FLAGS.models:
             raise ConfigError("--grid takes --models=r<train rate>:<path>,... (not --model)")
         models = dd.parse_models(FLAGS.models)
-        test_rates = [evaluation.parse_amount(t, "test rate") for t in FLAGS.test_rates]
+        test_rates = [checks.rate(t, "test rate") for t in FLAGS.test_rates]
     else:
         if not FLAGS.model or FLAGS.models:
             raise ConfigError("Algorithm 1 takes one --model (use --grid for --models)")
@@ -104,13 +98,13 @@ def main(argv):
     stem = os.path.splitext(FLAGS.output)[0]
     if FLAGS.grid:
         result = dd.run_grid(evaluators, test_rates, FLAGS.output, settings, log=log)
-        markdown = dd.grid_tables(result)
-        plots = list(dd.plot_grid(result, stem).values())
+        markdown = report.grid_tables(result)
+        plots = list(report.plot_grid(result, stem).values())
     else:
         result = dd.run_search(evaluators[0], FLAGS.output, settings, FLAGS.epsilon, FLAGS.step, log=log)
-        markdown = dd.search_markdown(result)
+        markdown = report.search_markdown(result)
         plots = [stem + ".png"]
-        dd.plot_search(result, plots[0])
+        report.plot_search(result, plots[0])
     result.update(model_files=[path for _, path in models], versions=training.versions(),
                   command_line={name: FLAGS[name].value for name in FLAGS if FLAGS[name].present})
     fileio.write_json(FLAGS.output, result)
@@ -124,14 +118,16 @@ def main(argv):
 def histograms():
     import numpy as np
 
-    from hrs_tf import defensive_dropout as dd
-    from hrs_tf import des, evaluation, fileio, serialization, training
-    from hrs_tf.attacks import common
+    from hrs_tf import fileio, training
+    from hrs_tf.evaluation import des
+    from hrs_tf.experiments.defensive_dropout import report
+    from hrs_tf.experiments.defensive_dropout import search as dd
+    from hrs_tf.models import serialization
 
     if not FLAGS.model or FLAGS.grid or FLAGS.models:
         raise ConfigError("--histograms takes one --model (not --grid / --models)")
-    common.check_count(FLAGS.gradient_samples, "gradient_samples", minimum=2)
-    rates = [evaluation.parse_amount(t, "test rate") for t in FLAGS.test_rates]
+    checks.count(FLAGS.gradient_samples, "gradient_samples", minimum=2)
+    rates = [checks.rate(t, "test rate") for t in FLAGS.test_rates]
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     model = serialization.load_model(FLAGS.model)
     x, target = des.histogram_image(dataset)
@@ -142,7 +138,7 @@ def histograms():
                   samples=FLAGS.gradient_samples, versions=training.versions(),
                   command_line={name: FLAGS[name].value for name in FLAGS if FLAGS[name].present})
     png = os.path.splitext(FLAGS.output)[0] + ".png"
-    dd.plot_gradient_histograms(result, png)
+    report.plot_gradient_histograms(result, png)
     fileio.write_json(FLAGS.output, result)
     for panel in result["panels"]:
         print(f"{panel['label']}: gradient std at the {len(result['pixels'])} pixels "

@@ -4,9 +4,10 @@
     python tools/evaluate_accuracy.py --hrs_weights_dir="Model/MNIST_models/test_hrs[10][10]" --dataset=mnist
     python tools/evaluate_accuracy.py --model=runs/hrs_mnist_5x5/hrs_model.h5 --dataset=mnist --digest --path=3,1
 
-``--digest`` also prints the SHA-256 of the logits with the randomness fixed (stochastic layers off, HRS
-switches pinned to ``--path``, default channel 0 of every block): run it in two processes, e.g. on a model
-and on its saved-and-reloaded copy, and equal digests mean bit-identical outputs.
+``--digest`` also prints the SHA-256 of the logits with the randomness fixed (stochastic layers off, the layers
+with discrete realisations -- HRS switches -- pinned to ``--path``, default realisation 0 of each): run it in
+two processes, e.g. on a model and on its saved-and-reloaded copy, and equal digests mean bit-identical
+outputs. ``--defense`` makes a defended model from ``--model`` without training (e.g. ``sap``).
 
 The second form reads the published repo's per-channel Keras-2 weight files (``<block>_<channel>``).
 """
@@ -18,18 +19,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from hrs_tf import cli, data, fileio, hrs, metrics, models, serialization, training  # noqa: E402
+from hrs_tf import cli, data, fileio, models, training  # noqa: E402
+from hrs_tf.defenses import hrs  # noqa: E402
 from hrs_tf.errors import ConfigError, ModelError  # noqa: E402
+from hrs_tf.evaluation import metrics  # noqa: E402
 
 flags.DEFINE_string("model", None, "A whole-model file (.h5 / .keras).")
+flags.DEFINE_string("defense", None, "Defense spec made from --model without training, e.g. sap or dropout:0.3.")
 flags.DEFINE_string("hrs_weights_dir", None, "Or: a published HRS folder of per-channel weight files, e.g. test_hrs[10][10].")
 flags.DEFINE_string("arch", None, "Architecture of --hrs_weights_dir (default: the data set's own).")
-flags.DEFINE_string("dataset", "mnist", "Data set: mnist, fashion_mnist or cifar10.")
-flags.DEFINE_string("data_dir", None, "Folder holding the data set.")
+cli.define_data_flags()
 flags.DEFINE_integer("repeats", 5, "Evaluations of the whole test set (stochastic models).")
 flags.DEFINE_integer("num_images", None, "Only the first N test images (default: all).")
 flags.DEFINE_bool("digest", False, "Also print the SHA-256 of the fixed-randomness logits (see above).")
-flags.DEFINE_list("path", None, "--digest: HRS channel per block, e.g. 3,1 (default 0 in every block).")
+flags.DEFINE_list("path", None, "--digest: realisation per pinnable layer (HRS: channel per block), e.g. 3,1 "
+                  "(default 0 in every one).")
+cli.define_listing_flags("defenses")
 flags.DEFINE_string("output", None, "Optional JSON result file.")
 FLAGS = flags.FLAGS
 
@@ -49,10 +54,12 @@ def main(argv):
     if FLAGS.repeats < 1:
         raise ConfigError(f"repeats={FLAGS.repeats} must be at least 1")
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
+    if FLAGS.defense and not FLAGS.model:
+        raise ConfigError("--defense is made from a --model")
     if FLAGS.model:
-        model = serialization.load_model(FLAGS.model)
+        model = cli.load_model(FLAGS.model, FLAGS.defense)
     else:
-        model = hrs.load_published_hrs(FLAGS.hrs_weights_dir, models.architecture_for(dataset.name, FLAGS.arch))
+        model = hrs.load_published_hrs(FLAGS.hrs_weights_dir, models.architecture_for(dataset, FLAGS.arch))
     if tuple(model.input_shape[1:]) != dataset.input_shape:
         raise ModelError(f"model takes inputs {tuple(model.input_shape[1:])}, data set {dataset.name!r} has {dataset.input_shape}")
     n = FLAGS.num_images or len(dataset.x_test)
@@ -66,7 +73,8 @@ def main(argv):
         digest = metrics.logits_digest(model, x, path)
         print(f"logits sha256 {digest} ({n} images, fixed randomness{'' if path is None else ', path ' + str(list(path))})")
     if FLAGS.output:
-        fileio.write_json(FLAGS.output, {"kind": "clean_accuracy", "model": FLAGS.model, "hrs_weights_dir": FLAGS.hrs_weights_dir,
+        fileio.write_json(FLAGS.output, {"kind": "clean_accuracy", "model": FLAGS.model, "defense": FLAGS.defense,
+                                         "hrs_weights_dir": FLAGS.hrs_weights_dir,
                                          "dataset": dataset.name, "num_images": n, "accuracy": result,
                                          "logits_sha256": digest, "path": FLAGS.path,
                                          "versions": training.versions()})

@@ -11,7 +11,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from hrs_tf import cli, fileio, reprogramming  # noqa: E402
+from hrs_tf import cli, fileio  # noqa: E402
+from hrs_tf.experiments.reprogramming import report  # noqa: E402
 
 flags.DEFINE_list("records", [], "JSON records written by tools/reprogram.py, one curve each.")
 flags.DEFINE_string("intro", None, "Optional markdown file to put before the generated part.")
@@ -24,7 +25,7 @@ def main(argv):
     intro = open(FLAGS.intro).read() if FLAGS.intro else "# Adversarial reprogramming\n"
     plot = os.path.splitext(FLAGS.output)[0] + ".png"
     command = "python tools/report_reprogramming.py " + " ".join(sys.argv[1:])
-    text = intro.rstrip() + "\n\n" + reprogramming.report_markdown(records, plot, command)
+    text = intro.rstrip() + "\n\n" + report.report_markdown(records, plot, command)
     fileio.write_text(FLAGS.output, text)
     print(f"wrote {FLAGS.output}")
 

@@ -11,7 +11,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from hrs_tf import cli, fileio, reporting  # noqa: E402
+from hrs_tf import cli, fileio  # noqa: E402
+from hrs_tf.reporting.training_report import training_report  # noqa: E402
 
 flags.DEFINE_list("base", [], "Sidecar JSON files of tools/train_base.py runs.")
 flags.DEFINE_list("hrs", [], "summary.json files of tools/train_hrs.py runs.")
@@ -27,7 +28,7 @@ def main(argv):
     benchmark = open(FLAGS.benchmark).read() if FLAGS.benchmark else None
     intro = open(FLAGS.intro).read() if FLAGS.intro else "# Training results\n"
     command = "python tools/report_training.py " + " ".join(sys.argv[1:])
-    text = intro.rstrip() + "\n\n" + reporting.training_report(bases, summaries, os.path.dirname(os.path.abspath(FLAGS.output)),
+    text = intro.rstrip() + "\n\n" + training_report(bases, summaries, os.path.dirname(os.path.abspath(FLAGS.output)),
                                                                 command, benchmark)
     fileio.write_text(FLAGS.output, text)
     print(f"wrote {FLAGS.output}")

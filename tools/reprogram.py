@@ -17,14 +17,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from hrs_tf import cli, data, fileio, reprogramming, serialization, training  # noqa: E402
+from hrs_tf import cli, data, fileio, training  # noqa: E402
 from hrs_tf.errors import ConfigError  # noqa: E402
+from hrs_tf.experiments.reprogramming import train as reprogramming  # noqa: E402
+from hrs_tf.models import serialization  # noqa: E402
 
 flags.DEFINE_string("target_model", None, "The frozen target model (.h5 or .keras) with 10 logits.")
-flags.DEFINE_string("target_defense", "none", "Wrap the target without retraining: none, dropout:R (test-time "
-                    "dropout rate R after FC1), sap, sap:exact or sap:hrs.")
+flags.DEFINE_string("target_defense", "none", "Defense spec made from the target without retraining, e.g. none, "
+                    "dropout:0.3 (test-time dropout rate after FC1), sap, sap:hrs (--list_defenses).")
+flags.DEFINE_string("target_label", None, "The target's name in reports (default: the defense's label, or the model "
+                    "file name for none).")
 flags.DEFINE_string("source_dataset", "mnist", "The task to reprogram the target to: mnist, fashion_mnist or cifar10.")
 flags.DEFINE_string("data_dir", None, f"Folder holding the source data set (else ${data.DATA_DIR_ENV}, the Keras cache, download).")
+cli.define_listing_flags("defenses")
 flags.DEFINE_integer("epochs", 10, "Reprogramming epochs over the whole source training set (the paper: 50).")
 flags.DEFINE_integer("kernel_size", 3, "Kernel of the locally connected input transform (the paper: 2 and 3).")
 flags.DEFINE_integer("batch_size", training.REFERENCE_BATCH_SIZE, "Mini-batch size.")
@@ -38,19 +43,22 @@ FLAGS = flags.FLAGS
 def main(argv):
     if not FLAGS.output.endswith(".json"):
         raise ConfigError(f"--output={FLAGS.output!r} must end in .json")
+    from hrs_tf import defenses
+
     training.check_training_settings(FLAGS.epochs, FLAGS.batch_size, FLAGS.learning_rate)
-    reprogramming.parse_defense(FLAGS.target_defense)
+    spec = defenses.parse(FLAGS.target_defense)
+    label = FLAGS.target_label or (os.path.splitext(os.path.basename(FLAGS.target_model))[0]
+                                   if spec.text == defenses.UNDEFENDED else spec.label)
     stem = os.path.splitext(FLAGS.output)[0]
     transform_path, checkpoint_path = stem + "_transform.h5", stem + "_checkpoint.h5"
-    target = serialization.load_model(FLAGS.target_model)
-    target = reprogramming.apply_defense(target, FLAGS.target_defense, seed=FLAGS.seed)
+    target = cli.load_model(FLAGS.target_model, spec.text, seed=FLAGS.seed)
     source = data.load_dataset(FLAGS.source_dataset, FLAGS.data_dir)
     print(f"{source.name}: {len(source.x_train)} train / {len(source.x_test)} test images from {source.source}; "
           f"target {FLAGS.target_model} (defense {FLAGS.target_defense})", flush=True)
     transform, record = reprogramming.train_reprogramming(
         target, source, FLAGS.epochs, kernel_size=FLAGS.kernel_size, batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate, seed=FLAGS.seed, checkpoint_path=checkpoint_path,
-        target_description=f"{target.name} (defense {FLAGS.target_defense})")
+        target_description=f"{target.name} (defense {FLAGS.target_defense})", target_label=label)
     serialization.save_model(transform, transform_path)
     record.update(target_model=FLAGS.target_model, target_defense=FLAGS.target_defense, output=FLAGS.output,
                   transform_model=transform_path, checkpoint=checkpoint_path)

@@ -10,18 +10,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from hrs_tf import cli, data, hrs, hrs_training, training  # noqa: E402
+from hrs_tf import cli, data, training  # noqa: E402
+from hrs_tf.defenses import hrs  # noqa: E402
 
-flags.DEFINE_string("dataset", "cifar10", "Data set: mnist, fashion_mnist or cifar10.")
-flags.DEFINE_string("data_dir", None, f"Folder holding the data set (else ${data.DATA_DIR_ENV}, the Keras cache, download).")
-flags.DEFINE_string("arch", None, "Base architecture: mnist, cifar10 or rs_mnist (default: the data set's own).")
+cli.define_data_flags(dataset="cifar10")
+cli.define_training_flags("Training epochs per block (one value per block, or one for all; default 40).")
 flags.DEFINE_list("channels", ["10", "10"], "Channels per switching block; 1 to 3 blocks (1: whole models; "
                   "2: convs+FC1 | FC2+logits; 3: convs | FC1 | FC2+logits).")
-flags.DEFINE_list("epochs", ["40", "40"], "Training epochs per block (one value per block, or one for all).")
-flags.DEFINE_float("dropout_rate", None, "Train-time dropout after FC1 (default: 0.3 MNIST, 0.7 CIFAR-10).")
-flags.DEFINE_integer("batch_size", training.REFERENCE_BATCH_SIZE, "Mini-batch size.")
-flags.DEFINE_float("learning_rate", training.REFERENCE_LEARNING_RATE, "SGD learning rate.")
-flags.DEFINE_integer("seed", 0, "Run seed; each channel trains from a seed derived from it.")
 flags.DEFINE_enum("granularity", "batch", ["batch", "sample"],
                   "Switching granularity of the saved model: one path per batch (as published) or per example.")
 flags.DEFINE_integer("eval_repeats", 5, "Repeated sample-mode evaluations of the final test accuracy.")
@@ -34,14 +29,13 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     channels = hrs.parse_channels(FLAGS.channels)
-    epochs = hrs_training.parse_epochs(FLAGS.epochs, len(channels))
+    epochs = hrs.training.parse_epochs(FLAGS.epochs or [40], len(channels))
     training.check_training_settings(min(epochs), FLAGS.batch_size, FLAGS.learning_rate)
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     print(f"{dataset.name}: {len(dataset.x_train)} train / {len(dataset.x_test)} test images from {dataset.source}")
-    hrs_training.train_hrs(
-        dataset, FLAGS.output_dir, channels, epochs, arch=FLAGS.arch, batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate, seed=FLAGS.seed, dropout_rate=FLAGS.dropout_rate,
-        granularity=FLAGS.granularity, eval_repeats=FLAGS.eval_repeats, reuse_block0_from=FLAGS.reuse_block0_from)
+    hrs.training.train_hrs(
+        dataset, FLAGS.output_dir, channels, epochs, seed=FLAGS.seed, granularity=FLAGS.granularity,
+        eval_repeats=FLAGS.eval_repeats, reuse_block0_from=FLAGS.reuse_block0_from, **cli.training_settings(FLAGS))
 
 
 if __name__ == "__main__":

@@ -1,61 +1,46 @@
 """The attack suite: every attack is ``attack(model, x, y, targeted=..., **settings) -> x_adv``.
 
-``model``: any Keras model (or callable ``model(x, training=False)``) mapping [0, 1] images to logits;
-``x``: a batch (numpy or tensor); ``y``: the target if ``targeted`` else the true label; the result is a
-numpy batch in [0, 1]. Every gradient attack takes ``eot_samples`` (EOT, :mod:`.gradients`); settings
-(white-box / EOT / fixed randomness) are wrappers (:mod:`.settings`); BPDA is a context (:mod:`.bpda`).
+``model``: any Keras model (or callable ``model(x, training=False)``) mapping images in ``[clip_min, clip_max]``
+(default [0, 1]) to logits, or a list of models attacked at once; ``x``: a batch (numpy or tensor); ``y``: the
+target if ``targeted`` else the true label; the result is a numpy batch. Every gradient attack takes
+``eot_samples`` (EOT, :mod:`.gradients`), ``loss_fn`` (CleverHans convention, :mod:`.losses`) and
+``clip_min`` / ``clip_max``; settings (white-box / EOT / fixed randomness) are wrappers (:mod:`.settings`);
+BPDA is a context (:mod:`.bpda`).
 
-Registry names (:data:`ATTACKS`): fgsm, bim, mim, pgd, pgd_l2, cw_l2, cw_pgd, jsma_z, jsma_f, hrs_pgd,
-hrs_cw_pgd, hrs_cw_l2.
+Each attack lives in its own module and declares itself there (:func:`.registry.declare`: function, norm,
+settings and their command-line flags); this package imports every module of its folder, so the registry
+(:data:`ATTACKS`) holds every attack without a list to edit, and each attack function is an attribute of
+this package (``hrs_tf.attacks.pgd(model, x, y, ...)``).
 """
 
-import numpy as np
+import importlib
+import pkgutil
 
-from hrs_tf.attacks import settings  # noqa: F401
-from hrs_tf.attacks.bim import bim
-from hrs_tf.attacks.bpda import bpda
-from hrs_tf.attacks.cw_l2 import cw_l2
-from hrs_tf.attacks.cw_pgd import cw_pgd
-from hrs_tf.attacks.fgsm import fgsm
-from hrs_tf.attacks.hrs_paper import hrs_cw_l2, hrs_cw_pgd, hrs_pgd
-from hrs_tf.attacks.jsma import jsma_f, jsma_z
-from hrs_tf.attacks.mim import mim
-from hrs_tf.attacks.pgd import pgd, pgd_l2
+from hrs_tf.attacks import bpda as _bpda_module
+from hrs_tf.attacks import registry, settings  # noqa: F401
+from hrs_tf.attacks.registry import ATTACKS
 from hrs_tf.attacks.settings import SETTINGS, eot, fixed_randomness  # noqa: F401
-from hrs_tf.errors import ConfigError
 
-ATTACKS = {
-    "fgsm": fgsm,
-    "bim": bim,
-    "mim": mim,
-    "pgd": pgd,
-    "pgd_l2": pgd_l2,
-    "cw_l2": cw_l2,
-    "cw_pgd": cw_pgd,
-    "jsma_z": jsma_z,
-    "jsma_f": jsma_f,
-    "hrs_pgd": hrs_pgd,
-    "hrs_cw_pgd": hrs_cw_pgd,
-    "hrs_cw_l2": hrs_cw_l2,
-}
+INFRASTRUCTURE = ("bpda", "common", "gradients", "losses", "registry", "settings")
 
-# Attacks whose eps is an L2 radius (may exceed 1); every other eps is an L-inf bound in [0, 1].
-L2_EPS = ("pgd_l2",)
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in INFRASTRUCTURE:
+        importlib.import_module(f"{__name__}.{_module.name}")
+for _attack in ATTACKS.values():
+    globals()[_attack.name] = _attack.call
+bpda = _bpda_module.bpda
 
 
 def get_attack(name):
-    """The attack function registered as ``name``; ConfigError naming the choices otherwise."""
-    try:
-        return ATTACKS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown attack {name!r}; choose one of {', '.join(ATTACKS)}") from None
+    """The attack function registered as ``name`` (with a preset's defaults); ConfigError naming the choices."""
+    return registry.get(name).call
 
 
-def eps_norm(name, kwargs=None):
+def eps_norm(name):
     """The norm the ``eps`` of attack ``name`` is measured in (``np.inf`` or 2)."""
-    norm = (kwargs or {}).get("norm", 2 if name in L2_EPS else np.inf)
-    return 2 if norm in (2, "2", "l2") else np.inf
+    import numpy as np
+
+    return 2 if registry.get(name).norm == "l2" else np.inf
 
 
-__all__ = ["ATTACKS", "SETTINGS", "bim", "bpda", "cw_l2", "cw_pgd", "eot", "eps_norm", "fgsm", "fixed_randomness",
-           "get_attack", "hrs_cw_l2", "hrs_cw_pgd", "hrs_pgd", "jsma_f", "jsma_z", "mim", "pgd", "pgd_l2"]
+__all__ = ["ATTACKS", "SETTINGS", "bpda", "eot", "eps_norm", "fixed_randomness", "get_attack", "registry"] + list(ATTACKS)

@@ -1,5 +1,5 @@
 """BIM: the basic iterative method (Kurakin, Goodfellow & Bengio 2017, "Adversarial examples in the
-physical world", eq. 3): iterated FGSM from the clean image, clipped to the eps-ball and to [0, 1].
+physical world", eq. 3): iterated FGSM from the clean image, clipped to the eps-ball and to the pixel box.
 
 PGD without random start; equals ``cleverhans.tf2.attacks.basic_iterative_method`` on deterministic
 models (which needs ``sanity_checks=False`` under NumPy >= 1.24, REFERENCE section 7). Defaults: the
@@ -9,12 +9,18 @@ CleverHans v3 values at eps = 0.3 (10 steps of 0.05), the step scaled with eps (
 import numpy as np
 
 from hrs_tf.attacks import common, gradients
-from hrs_tf.attacks.pgd import check_budget, iterate
+from hrs_tf.attacks.pgd import PARAMETERS, check_budget, iterate
+from hrs_tf.attacks.registry import declare
 
 
-def bim(model, x, y=None, eps=0.3, eps_iter=None, nb_iter=10, norm=np.inf, targeted=False, eot_samples=1):
+def bim(model, x, y=None, eps=0.3, eps_iter=None, nb_iter=10, norm=np.inf, targeted=False, eot_samples=1, loss_fn=None,
+        clip_min=0.0, clip_max=1.0):
     """Basic iterative method; ``y`` = target if ``targeted`` else true label (None: prediction)."""
     eps, eps_iter, nb_iter, norm = check_budget(eps, eps_iter, nb_iter, norm, 1 / 6)
-    x, y, _ = common.prepare(model, x, y, targeted, "bim")
-    return iterate(model, gradients.cross_entropy(targeted), x, y, x, eps, eps_iter, nb_iter, norm,
-                              eot_samples)
+    x, y, _ = common.prepare(model, x, y, targeted, "bim", clip_min, clip_max)
+    objective = gradients.objective_or_loss(gradients.cross_entropy(targeted), loss_fn, targeted)
+    return iterate(model, objective, x, y, x, eps, eps_iter, nb_iter, norm, eot_samples, clip_min, clip_max)
+
+
+declare("bim", bim, norm="linf", summary="basic iterative method (PGD without random start)",
+        reference="Kurakin et al. 2017, eq. 3", parameters={k: PARAMETERS[k] for k in ("eps", "eps_iter", "nb_iter")})

@@ -13,6 +13,9 @@ The patch is an instance-level override of ``layer.call`` (Keras calls ``self.ca
 model, nested models included (e.g. inside the channels of an HRS switch). Attacks trace their
 ``tf.function`` on each call, so the patch applies to every attack run inside the context.
 Weights get no gradient through a patched layer (attacks only need input gradients).
+
+``bpda(model)`` without replacements patches every layer that declares a ``bpda_surrogate`` (the layers a
+defense marks as masking gradients, :func:`hrs_tf.layers.stochastic.bpda_layers`).
 """
 
 import contextlib
@@ -20,22 +23,14 @@ import contextlib
 import tensorflow as tf
 
 from hrs_tf.errors import ConfigError, ModelError
+from hrs_tf.layers import stochastic
 
 IDENTITY = "identity"
 
 
 def find_layers(model, name):
     """Every layer called ``name`` inside ``model`` (nested models and HRS channels included)."""
-    found = []
-    for layer in getattr(model, "layers", []) or []:
-        if layer.name == name:
-            found.append(layer)
-        found.extend(find_layers(layer, name))
-        for channel in getattr(layer, "channels", []) or []:  # RandomSwitch channels
-            if channel.name == name:
-                found.append(channel)
-            found.extend(find_layers(channel, name))
-    return list({id(layer): layer for layer in found}.values())
+    return [layer for layer in stochastic.walk(model) if layer.name == name]
 
 
 def _patched_call(layer, original, surrogate):
@@ -78,8 +73,13 @@ def _check_identity_shapes(layer):
 
 
 @contextlib.contextmanager
-def bpda(model, replacements):
-    """Context replacing the backward pass of the named layers: ``{name: "identity" | None | callable}``."""
+def bpda(model, replacements=None):
+    """Context replacing the backward pass of the named layers: ``{name: "identity" | None | callable}``;
+    ``None``: every layer of ``model`` that declares a ``bpda_surrogate``."""
+    if replacements is None:
+        replacements = {layer.name: surrogate for layer, surrogate in stochastic.bpda_layers(model).items()}
+        if not replacements:
+            raise ModelError(f"model {getattr(model, 'name', '?')!r} has no layer that declares a BPDA surrogate")
     if not isinstance(replacements, dict) or not replacements:
         raise ConfigError("bpda needs a dict {layer name: 'identity' or a differentiable surrogate}")
     patches = []

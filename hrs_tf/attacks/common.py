@@ -1,66 +1,28 @@
-"""Checks, norms and projections shared by the attacks (pixel space [0, 1], any input rank).
+"""Checks, norms, projections and the Adam update shared by the attacks (any input rank).
 
-Every user mistake raises :class:`hrs_tf.errors.ConfigError` / :class:`ModelError` with a one-line message.
-The L-inf / L2 step and projection follow the definitions of Goodfellow et al. 2015 (FGM) and Madry et al.
-2018 (projection onto the eps-ball); the small-norm guards equal CleverHans 4.0.0's so that our iterates
-match its ones on deterministic models (tested in ``tests/test_attacks_cleverhans.py``).
+Every attack works in pixel space ``[clip_min, clip_max]`` (default [0, 1], CleverHans's ``clip_min`` /
+``clip_max``). Every user mistake raises :class:`hrs_tf.errors.ConfigError` / :class:`ModelError` with a
+one-line message. The L-inf / L2 step and projection follow the definitions of Goodfellow et al. 2015 (FGM)
+and Madry et al. 2018 (projection onto the eps-ball); the small-norm guards equal CleverHans 4.0.0's so that
+our iterates match its ones on deterministic models (tested in ``tests/attacks/test_cleverhans.py``).
+
+``model`` may be one Keras model or a list / tuple of models attacked at once (their objectives summed,
+e.g. the multi-surrogate C&W of the Random Spiking paper); :func:`models_of` gives the list.
 """
-
-import numbers
 
 import numpy as np
 import tensorflow as tf
 
+from hrs_tf import checks
 from hrs_tf.errors import ConfigError, ModelError
 
 CLIP_MIN, CLIP_MAX = 0.0, 1.0
 NORMS = (np.inf, 2)
 _TINY = 1e-12  # guard against a zero norm (inside the square root, as CleverHans)
+ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8  # TF1 / Keras defaults, as the reference attacks
 
 
 # -- argument checks ------------------------------------------------------------------------------
-def check_fraction(value, name="eps", allow_zero=True):
-    """A float in [0, 1] (pixel units); ConfigError otherwise."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r} is not a number") from None
-    if not np.isfinite(v) or v < 0.0 or v > 1.0 or (v == 0.0 and not allow_zero):
-        bound = "[0, 1]" if allow_zero else "(0, 1]"
-        raise ConfigError(f"{name}={value!r} is outside {bound} (pixels are scaled to [0, 1]; write 8/255, not 8)")
-    return v
-
-
-def check_positive(value, name):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r} is not a number") from None
-    if not (np.isfinite(v) and v > 0):
-        raise ConfigError(f"{name}={value!r} must be a positive number")
-    return v
-
-
-def check_nonnegative(value, name):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r} is not a number") from None
-    if not (np.isfinite(v) and v >= 0):
-        raise ConfigError(f"{name}={value!r} must be a non-negative number")
-    return v
-
-
-def check_count(value, name, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if not (isinstance(value, float) and value.is_integer()):
-            raise ConfigError(f"{name}={value!r} is not an integer")
-    v = int(value)
-    if v < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
-    return v
-
-
 def check_norm(norm):
     """``np.inf`` / ``"inf"`` / ``2`` -> ``np.inf`` or ``2``."""
     if isinstance(norm, str):
@@ -73,14 +35,39 @@ def check_norm(norm):
     raise ConfigError(f"norm={norm!r} is not supported; use np.inf (L-inf) or 2 (L2)")
 
 
+def check_eps(eps, norm):
+    """An L-inf bound in [0, 1], or an L2 radius (any non-negative value)."""
+    return checks.fraction(eps) if norm == np.inf else checks.nonnegative(eps, "eps")
+
+
 def check_seed(seed):
     """A seed as a Python int; ``None`` draws one (the caller should record it)."""
     if seed is None:
         return int(np.random.default_rng().integers(0, 2**31 - 1))
-    return check_count(seed, "seed")
+    return checks.count(seed, "seed")
 
 
-# -- inputs -----------------------------------------------------------------------------------------
+def check_box(clip_min, clip_max):
+    """The pixel box ``(clip_min, clip_max)`` as floats with ``clip_min < clip_max``."""
+    lo, hi = checks.number(clip_min, "clip_min"), checks.number(clip_max, "clip_max")
+    if not lo < hi:
+        raise ConfigError(f"clip_min={clip_min!r} must be below clip_max={clip_max!r}")
+    return lo, hi
+
+
+# -- models and inputs --------------------------------------------------------------------------------
+def models_of(model):
+    """The list of models an attack runs on: ``[model]``, or the models of a list / tuple (an ensemble)."""
+    found = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not found:
+        raise ConfigError("an attack needs at least one model")
+    return found
+
+
+def model_name(model):
+    return "+".join(str(getattr(m, "name", "?")) for m in models_of(model))
+
+
 def as_numpy(x):
     """Numpy view of a numpy array or tensor."""
     return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
@@ -96,20 +83,23 @@ def model_input_shape(model):
     return None if shape is None else tuple(shape[1:])
 
 
-def check_images(model, x):
-    """``x`` as a float32 numpy array (N, ...) in [0, 1] that fits the model's input shape."""
+def check_images(model, x, clip_min=CLIP_MIN, clip_max=CLIP_MAX):
+    """``x`` as a float32 numpy array (N, ...) in ``[clip_min, clip_max]`` that fits every model's input shape."""
     x = as_numpy(x)
     if x.dtype.kind not in "fiu":
-        raise ConfigError(f"images have dtype {x.dtype}; expected floats in [0, 1]")
+        raise ConfigError(f"images have dtype {x.dtype}; expected floats in [{clip_min:g}, {clip_max:g}]")
     x = np.asarray(x, np.float32)
     if x.ndim < 2 or len(x) == 0:
         raise ConfigError(f"images have shape {x.shape}; expected a non-empty batch (N, ...)")
-    expected = model_input_shape(model)
-    if expected is not None and (len(expected) != x.ndim - 1 or any(e is not None and e != d for e, d in zip(expected, x.shape[1:]))):
-        raise ModelError(f"model {getattr(model, 'name', '?')!r} takes inputs of shape {expected}, images have shape {x.shape[1:]}")
-    if not np.all(np.isfinite(x)) or x.min() < CLIP_MIN - 1e-6 or x.max() > CLIP_MAX + 1e-6:
-        raise ConfigError(f"image values span [{np.nanmin(x):g}, {np.nanmax(x):g}]; attacks expect pixels in [0, 1]")
-    return np.clip(x, CLIP_MIN, CLIP_MAX)
+    for m in models_of(model):
+        expected = model_input_shape(m)
+        if expected is not None and (len(expected) != x.ndim - 1 or
+                                     any(e is not None and e != d for e, d in zip(expected, x.shape[1:]))):
+            raise ModelError(f"model {getattr(m, 'name', '?')!r} takes inputs of shape {expected}, images have shape {x.shape[1:]}")
+    if not np.all(np.isfinite(x)) or x.min() < clip_min - 1e-6 or x.max() > clip_max + 1e-6:
+        raise ConfigError(f"image values span [{np.nanmin(x):g}, {np.nanmax(x):g}]; attacks expect pixels in "
+                          f"[{clip_min:g}, {clip_max:g}]")
+    return np.clip(x, clip_min, clip_max)
 
 
 def check_labels(y, n, num_classes=None, name="y"):
@@ -124,21 +114,28 @@ def check_labels(y, n, num_classes=None, name="y"):
     return y.astype(np.int32)
 
 
-def prepare(model, x, y, targeted, name):
-    """Checked ``(x, y)`` for attack ``name``: float32 images and int32 labels/targets.
+def prepare(model, x, y, targeted, name, clip_min=CLIP_MIN, clip_max=CLIP_MAX):
+    """Checked ``(x, y, num_classes)`` for attack ``name``: float32 images and int32 labels/targets.
 
     ``y`` is the target (``targeted=True``, required) or the true label; ``y=None`` in an untargeted attack
-    uses the model's own prediction (one forward pass), as CleverHans does to avoid label leaking.
+    uses the (first) model's own prediction (one forward pass), as CleverHans does to avoid label leaking.
     """
-    x = check_images(model, x)
-    logits = model(tf.constant(x[:1]), training=False)
-    if len(logits.shape) != 2:
-        raise ModelError(f"model {getattr(model, 'name', '?')!r} outputs shape {tuple(logits.shape)}; attacks need logits (N, classes)")
-    num_classes = int(logits.shape[-1])
+    clip_min, clip_max = check_box(clip_min, clip_max)
+    x = check_images(model, x, clip_min, clip_max)
+    classes = set()
+    for m in models_of(model):
+        logits = m(tf.constant(x[:1]), training=False)
+        if len(logits.shape) != 2:
+            raise ModelError(f"model {getattr(m, 'name', '?')!r} outputs shape {tuple(logits.shape)}; attacks need logits (N, classes)")
+        classes.add(int(logits.shape[-1]))
+    if len(classes) != 1:
+        raise ModelError(f"the models {model_name(model)!r} output different numbers of classes {sorted(classes)}")
+    num_classes = classes.pop()
     if y is None:
         if targeted:
             raise ConfigError(f"{name}: a targeted attack needs the targets y")
-        y = np.concatenate([np.argmax(as_numpy(model(tf.constant(x[i:i + 500]), training=False)), axis=1)
+        first = models_of(model)[0]
+        y = np.concatenate([np.argmax(as_numpy(first(tf.constant(x[i:i + 500]), training=False)), axis=1)
                             for i in range(0, len(x), 500)])
     y = check_labels(y, len(x), num_classes, "targets" if targeted else "labels")
     return x, y, num_classes
@@ -180,5 +177,15 @@ def random_start(shape, norm, radius, seed):
     return radius * direction * tf.pow(u, 1.0 / dims)
 
 
-def clip_pixels(x):
-    return tf.clip_by_value(x, CLIP_MIN, CLIP_MAX)
+def clip_pixels(x, clip_min=CLIP_MIN, clip_max=CLIP_MAX):
+    return tf.clip_by_value(x, clip_min, clip_max)
+
+
+def adam_update(m, v, g, t, learning_rate):
+    """One bias-corrected Adam step (Kingma & Ba 2015, Algorithm 1, TF1 form): returns ``(step, m, v)`` for
+    the gradient ``g`` of the loss being minimised at iteration ``t`` (1-based); the caller subtracts ``step``."""
+    t = tf.cast(t, tf.float32)
+    m = ADAM_BETA1 * m + (1.0 - ADAM_BETA1) * g
+    v = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * tf.square(g)
+    rate = learning_rate * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(ADAM_BETA1, t))
+    return rate * m / (tf.sqrt(v) + ADAM_EPSILON), m, v

@@ -15,31 +15,39 @@ none was found.
 Why not CleverHans 4.0.0's ``carlini_wagner_l2``: it crashes on Keras 3 (``optimizer.variables()``), keeps
 the constant shaped like the image, ignores ``targeted``, mis-updates the constant after a success, and
 does not use the confidence in its success test (REFERENCE section 7). Defaults are Carlini's (REFERENCE
-section 6) with 1000 iterations; the HRS paper's setting (100 iterations, step 0.1, 10 search steps) is
-:func:`hrs_tf.attacks.hrs_paper.hrs_cw_l2`.
+section 6) with 1000 iterations; the HRS paper's setting (100 iterations, step 0.1, 10 search steps) is the
+preset ``hrs_cw_l2`` declared below.
+
+``model`` may be a list of models (an ensemble): the loss sums their margins and an iterate succeeds only if
+it fools every one of them with the margin (the multi-surrogate C&W of the Random Spiking paper). ``loss_fn``
+(CleverHans convention, :mod:`hrs_tf.attacks.losses`) replaces f by ``loss(t)`` (targeted) or ``-loss(y)``;
+the box ``[clip_min, clip_max]`` is the range of the tanh change of variable.
 """
 
 import numpy as np
 import tensorflow as tf
 
+from hrs_tf import checks
 from hrs_tf.attacks import common, gradients
+from hrs_tf.attacks.registry import Parameter, declare
 
 UPPER_BOUND_START = 1e10  # "no upper bound found yet"
-_BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
-_TANH_SHRINK = 0.999999  # keeps atanh finite at pixels 0 and 1 (as Carlini)
+_TANH_SHRINK = 0.999999  # keeps atanh finite at the box edges (as Carlini)
 
 
 def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, binary_search_steps=9,
-          max_iterations=1000, abort_early=True, initial_const=1e-3, eot_samples=1):
+          max_iterations=1000, abort_early=True, initial_const=1e-3, eot_samples=1, loss_fn=None, clip_min=0.0,
+          clip_max=1.0):
     """C&W L2; ``y`` = target if ``targeted`` else true label (None: prediction). Returns numpy images."""
-    kappa = common.check_nonnegative(confidence, "confidence")
-    learning_rate = common.check_positive(learning_rate, "learning_rate")
-    binary_search_steps = common.check_count(binary_search_steps, "binary_search_steps", minimum=1)
-    max_iterations = common.check_count(max_iterations, "max_iterations", minimum=1)
-    initial_const = common.check_positive(initial_const, "initial_const")
-    eot_samples = common.check_count(eot_samples, "eot_samples", minimum=1)
-    x, y, _ = common.prepare(model, x, y, targeted, "cw_l2")
-    objective = gradients.carlini_wagner(targeted, kappa)
+    kappa = checks.nonnegative(confidence, "confidence")
+    learning_rate = checks.positive(learning_rate, "learning_rate")
+    binary_search_steps = checks.count(binary_search_steps, "binary_search_steps", minimum=1)
+    max_iterations = checks.count(max_iterations, "max_iterations", minimum=1)
+    initial_const = checks.positive(initial_const, "initial_const")
+    eot_samples = checks.count(eot_samples, "eot_samples", minimum=1)
+    x, y, _ = common.prepare(model, x, y, targeted, "cw_l2", clip_min, clip_max)
+    objective = gradients.objective_or_loss(gradients.carlini_wagner(targeted, kappa), loss_fn, targeted)
+    half_range, middle = (clip_max - clip_min) / 2.0, (clip_max + clip_min) / 2.0
     period = max(1, max_iterations // 10)
     abort_early = bool(abort_early)
 
@@ -48,12 +56,12 @@ def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, 
             """One value of c per example: Adam from scratch; returns (success seen, best L2, best images)."""
             axes = list(range(1, len(x.shape)))
             c = tf.reshape(const, [-1] + [1] * (len(x.shape) - 1))
-            w0 = tf.atanh((2.0 * x - 1.0) * _TANH_SHRINK)
+            w0 = tf.atanh((x - middle) / half_range * _TANH_SHRINK)
             zeros = tf.zeros_like(x)
             found0 = tf.zeros(tf.shape(x)[:1], tf.bool)
 
             def body(i, w, m, v, prev, stop, found, best_l2, best_adv):
-                adv = tf.tanh(w) * 0.5 + 0.5
+                adv = tf.tanh(w) * half_range + middle
                 neg_f, grad_neg_f, logits = gradients.value_and_grad(model, objective, adv, y, eot_samples)
                 l2 = tf.reduce_sum(tf.square(adv - x), axes)
                 total = tf.reduce_sum(l2 - const * neg_f)
@@ -62,13 +70,10 @@ def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, 
                 best_l2 = tf.where(better, l2, best_l2)
                 best_adv = tf.where(tf.reshape(better, tf.shape(c)), adv, best_adv)
                 found = tf.logical_or(found, ok)
-                # d(loss)/dw through x' = (tanh(w) + 1) / 2.
-                g = (2.0 * (adv - x) - c * grad_neg_f) * 0.5 * (1.0 - tf.square(tf.tanh(w)))
-                t = tf.cast(i + 1, tf.float32)
-                m = _BETA1 * m + (1.0 - _BETA1) * g
-                v = _BETA2 * v + (1.0 - _BETA2) * tf.square(g)
-                step = learning_rate * tf.sqrt(1.0 - tf.pow(_BETA2, t)) / (1.0 - tf.pow(_BETA1, t))
-                w = w - step * m / (tf.sqrt(v) + _ADAM_EPS)
+                # d(loss)/dw through x' = tanh(w) * half_range + middle.
+                g = (2.0 * (adv - x) - c * grad_neg_f) * half_range * (1.0 - tf.square(tf.tanh(w)))
+                step, m, v = common.adam_update(m, v, g, i + 1, learning_rate)
+                w = w - step
                 check = tf.logical_and(abort_early, tf.equal(i % period, 0))
                 stop = tf.logical_and(check, total > prev * 0.9999)
                 prev = tf.where(check, total, prev)
@@ -82,7 +87,8 @@ def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, 
 
         return optimise
 
-    key = ("cw_l2", objective.key, learning_rate, max_iterations, abort_early, eot_samples)
+    key = gradients.objective_key(objective)
+    key = key and ("cw_l2", key, learning_rate, max_iterations, abort_early, eot_samples, clip_min, clip_max)
     optimise = gradients.compiled(model, key, build)
 
     n = len(x)
@@ -102,3 +108,18 @@ def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, 
         bounded = upper < UPPER_BOUND_START
         const = np.where(bounded, (lower + upper) / 2.0, const * 10.0)
     return best_adv.numpy()
+
+
+PARAMETERS = {
+    "confidence": Parameter("float", "C&W confidence kappa on the logit margin"),
+    "learning_rate": Parameter("float", "Adam learning rate"),
+    "binary_search_steps": Parameter("int", "binary-search steps on the constant c"),
+    "max_iterations": Parameter("int", "Adam iterations per constant"),
+    "initial_const": Parameter("float", "initial constant c"),
+    "abort_early": Parameter("bool", "stop a constant's optimisation when the loss stalls"),
+}
+declare("cw_l2", cw_l2, norm="l2", summary="Carlini & Wagner L2 (tanh box, binary search on c, abort early)",
+        reference="Carlini & Wagner 2017, section V.A", parameters=PARAMETERS)
+declare("hrs_cw_l2", cw_l2, norm="l2", summary="C&W L2 with the HRS paper's settings (100 iterations, step 0.1, 10 "
+        "search steps)", reference="HRS appendix C.1", parameters={"confidence": PARAMETERS["confidence"]},
+        defaults={"learning_rate": 0.1, "binary_search_steps": 10, "max_iterations": 100})

@@ -2,7 +2,11 @@
 
 An attack never differentiates the model itself: it calls :func:`value_and_grad` with an *objective*
 (a function ``(logits, y) -> per-example value`` that the attacker wants to increase, or a tuple of such
-values) and the number of ``samples``:
+values) and the number of ``samples``. A user's ``loss_fn`` in CleverHans's convention (``loss_fn(labels,
+logits)`` -> per-example loss, increased by an untargeted attack and decreased toward the target by a targeted
+one; e.g. :mod:`hrs_tf.attacks.losses`) becomes an objective through :func:`objective_from_loss`, so every
+gradient attack takes one. ``model`` may be a list of models: each pass runs all of them on the same batch
+and sums their objectives (one traced computation; logits stacked as (models, N, classes)).
 
 - ``samples=1``: one forward + backward pass (white-box);
 - ``samples=n``: EOT (Athalye et al. 2018, "Synthesizing robust adversarial examples"; HRS paper section
@@ -20,7 +24,9 @@ import contextlib
 
 import tensorflow as tf
 
+from hrs_tf import checks
 from hrs_tf.attacks import common
+from hrs_tf.layers import stochastic
 
 _CACHE_ATTRIBUTE = "_hrs_tf_attack_functions"
 _MAX_CACHED = 64
@@ -41,11 +47,14 @@ def compiled(model, key, build):
     """
     if key is None:
         return tf.function(build(), reduce_retracing=True)
+    models = common.models_of(model)
+    if len(models) > 1:
+        key = tuple(key) + tuple(id(m) for m in models)
     try:
-        cache = model.__dict__.setdefault(_CACHE_ATTRIBUTE, {})  # plain attribute: not tracked by Keras
+        cache = models[0].__dict__.setdefault(_CACHE_ATTRIBUTE, {})  # plain attribute: not tracked by Keras
     except AttributeError:
         return tf.function(build(), reduce_retracing=True)
-    full_key = tuple(key) + (_generation[0],)
+    full_key = tuple(key) + (_generation[0], stochastic.trace_generation())
     fn = cache.get(full_key)
     if fn is None:
         if len(cache) >= _MAX_CACHED:
@@ -85,6 +94,25 @@ def cross_entropy(targeted):
     return _keyed(objective, "cross_entropy", bool(targeted))
 
 
+def objective_from_loss(loss_fn, targeted):
+    """The objective of a CleverHans-style ``loss_fn(labels, logits)``: the loss itself (untargeted, pushed up
+    away from the label) or its negation (targeted, pulled down toward the target)."""
+    if not callable(loss_fn):
+        raise common.ConfigError(f"loss_fn={loss_fn!r} is not a function loss_fn(labels, logits)")
+    sign = -1.0 if targeted else 1.0
+
+    def objective(logits, y):
+        return sign * loss_fn(labels=y, logits=logits)
+
+    # The cached graph keeps loss_fn alive, so its id is not reused while the key is in the cache.
+    return _keyed(objective, "loss_fn", getattr(loss_fn, "__qualname__", "loss"), id(loss_fn), bool(targeted))
+
+
+def objective_or_loss(default, loss_fn, targeted):
+    """``default`` (an objective), or the objective of ``loss_fn`` when one is given."""
+    return default if loss_fn is None else objective_from_loss(loss_fn, targeted)
+
+
 def margin(logits, y):
     """``Z_y - max_{j != y} Z_j`` per example (Carlini & Wagner 2017, eq. for f_6 on logits Z)."""
     num_classes = logits.shape[-1]
@@ -94,13 +122,13 @@ def margin(logits, y):
     return own - others
 
 
-def carlini_wagner(targeted, kappa=0.0):
-    """The C&W loss f with confidence ``kappa``, negated so that the attacker increases it.
+def carlini_wagner(targeted, confidence=0.0):
+    """The C&W loss f with confidence kappa = ``confidence``, negated so that the attacker increases it.
 
     Targeted:   f = max(max_{j != t} Z_j - Z_t, -kappa)   (minimised toward the target);
     untargeted: f = max(Z_y - max_{j != y} Z_j, -kappa).
     """
-    kappa = float(kappa)
+    kappa = float(confidence)
 
     def objective(logits, y):
         m = margin(logits, y)
@@ -110,29 +138,37 @@ def carlini_wagner(targeted, kappa=0.0):
     return _keyed(objective, "carlini_wagner", bool(targeted), kappa)
 
 
-def succeeded(logits, y, targeted, kappa=0.0):
-    """C&W success test with confidence: the prediction is t (resp. not y) with a margin of at least kappa."""
+def succeeded(logits, y, targeted, confidence=0.0):
+    """C&W success test with confidence: the prediction is t (resp. not y) with a logit margin of at least
+    ``confidence``; for stacked logits (models, N, classes) of several models, on every one of them."""
     pred = tf.argmax(logits, axis=-1, output_type=tf.int32)
     m = margin(logits, y)
     if targeted:
-        return tf.logical_and(tf.equal(pred, y), m >= kappa)
-    return tf.logical_and(tf.not_equal(pred, y), -m >= kappa)
+        ok = tf.logical_and(tf.equal(pred, y), m >= confidence)
+    else:
+        ok = tf.logical_and(tf.not_equal(pred, y), -m >= confidence)
+    return tf.reduce_all(ok, axis=0) if len(logits.shape) == 3 else ok
 
 
 # -- the gradient estimator --------------------------------------------------------------------------
 def _single_pass(model, objective, x, y):
     """One forward + backward execution: logits, the objective's values and their input gradients.
 
+    With several models, each runs on ``x`` and their objective values are summed; the logits are stacked.
     One non-persistent tape per objective output (a persistent tape made Grappler emit a temporary
     variable that collided across iterations of nested attack loops on HRS models).
     """
     count = getattr(objective, "num_outputs", None) or 1
+    models = common.models_of(model)
     with contextlib.ExitStack() as stack:
         tapes = [stack.enter_context(tf.GradientTape(watch_accessed_variables=False)) for _ in range(count)]
         for tape in tapes:
             tape.watch(x)
-        logits = model(x, training=False)
-        values = objective(logits, y)
+        all_logits = [m(x, training=False) for m in models]
+        values = objective(all_logits[0], y)
+        for more in all_logits[1:]:
+            values = tf.nest.map_structure(tf.add, values, objective(more, y))
+        logits = all_logits[0] if len(models) == 1 else tf.stack(all_logits)
         flat = tf.nest.flatten(values)
         if len(flat) != count:
             raise ValueError(f"objective returned {len(flat)} values; set objective.num_outputs = {len(flat)}")
@@ -150,7 +186,7 @@ def value_and_grad(model, objective, x, y, samples=1):
     ``grads`` have the structure of the objective's output: one tensor, or a tuple of
     ``objective.num_outputs`` tensors.
     """
-    samples = common.check_count(samples, "eot_samples", minimum=1)
+    samples = checks.count(samples, "eot_samples", minimum=1)
     x = tf.convert_to_tensor(x)
     one_pass = step_function(lambda x, y: _single_pass(model, objective, x, y))
     logits, flat_values, grads, structure = one_pass(x, y)
@@ -177,7 +213,7 @@ def per_sample_gradients(model, objective, x, y, samples):
     Eager-callable (runs its own ``tf.function``). Used to check that EOT sees distinct random paths, and
     for the HRS paper's input-gradient deviation (std of the gradient over repeated passes).
     """
-    samples = common.check_count(samples, "samples", minimum=1)
+    samples = checks.count(samples, "samples", minimum=1)
     x = tf.constant(common.as_numpy(x), tf.float32)
     y = tf.constant(common.as_numpy(y), tf.int32)
 
@@ -205,7 +241,7 @@ def input_gradient(model, x, y, objective=None, samples=1):
     x = tf.constant(common.as_numpy(x), tf.float32)
     y = tf.constant(common.as_numpy(y), tf.int32)
 
-    samples = common.check_count(samples, "eot_samples", minimum=1)
+    samples = checks.count(samples, "eot_samples", minimum=1)
     key = objective_key(objective)
     run = compiled(model, key and ("input_gradient", key, samples),
                    lambda: lambda x, y: value_and_grad(model, objective, x, y, samples)[1])

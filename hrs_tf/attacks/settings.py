@@ -7,19 +7,20 @@
 - ``fixed``: fixed randomness: craft on one fixed realisation of the model, then evaluate on the
   stochastic model. ``fixed="off"`` (default) runs the crafting with every stochastic layer switched off
   (HRS: channel 0 of every block, the reference's fixed path; dropout / noise / SAP: the deterministic
-  model); ``fixed="pinned"`` uses each layer's pinned realisation; a tuple such as ``(3, 1)`` pins that
-  HRS path (other stochastic layers off).
+  model); ``fixed="pinned"`` uses each layer's pinned realisation; a path such as ``(3, 1)`` pins the layers
+  with discrete realisations (HRS switches) to it, every other stochastic layer off
+  (:func:`hrs_tf.layers.stochastic.fixed_realisation`).
 
 The wrappers change how the attack *sees* the model, never the attack itself; the modes are restored
 afterwards. Success is judged separately by :mod:`hrs_tf.evaluation` on the model in ``random`` mode.
 """
 
-import contextlib
 import functools
 import inspect
 
-from hrs_tf import stochastic
+from hrs_tf import checks
 from hrs_tf.errors import ConfigError
+from hrs_tf.layers import stochastic
 
 SETTINGS = ("whitebox", "eot", "fixed")
 
@@ -32,9 +33,7 @@ def accepts(attack, parameter):
 
 def eot(attack, samples):
     """``attack`` with every gradient averaged over ``samples`` separate stochastic passes."""
-    from hrs_tf.attacks import common
-
-    samples = common.check_count(samples, "eot_samples", minimum=1)
+    samples = checks.count(samples, "eot_samples", minimum=1)
     if not accepts(attack, "eot_samples"):
         raise ConfigError(f"attack {attack.__name__!r} is not a gradient attack with eot_samples; EOT does not apply")
 
@@ -46,28 +45,13 @@ def eot(attack, samples):
     return wrapped
 
 
-@contextlib.contextmanager
-def fixed_realisation(model, fixed="off"):
-    """Context in which ``model`` is one fixed realisation: ``"off"``, ``"pinned"`` or an HRS path tuple."""
-    if isinstance(fixed, str):
-        if fixed not in (stochastic.OFF, stochastic.PINNED):
-            raise ConfigError(f"fixed={fixed!r} must be 'off', 'pinned' or an HRS path such as (0, 0)")
-        with stochastic.randomness(model, fixed):
-            yield model
-        return
-    from hrs_tf import hrs
-
-    path = tuple(int(c) for c in fixed)
-    with stochastic.randomness(model, stochastic.OFF), hrs.pinned_path(model, path):
-        yield model
-
-
 def fixed_randomness(attack, fixed="off"):
-    """``attack`` crafted on a fixed realisation of the model (see :func:`fixed_realisation`)."""
+    """``attack`` crafted on a fixed realisation of the model (see :func:`stochastic.fixed_realisation`)."""
+    fixed = stochastic.parse_fixed(fixed)
 
     @functools.wraps(attack)
     def wrapped(model, x, y, *args, **kwargs):
-        with fixed_realisation(model, fixed):
+        with stochastic.fixed_realisation(model, fixed):
             return attack(model, x, y, *args, **kwargs)
 
     return wrapped
@@ -75,10 +59,9 @@ def fixed_randomness(attack, fixed="off"):
 
 def apply(attack, setting, eot_samples=10, fixed="off"):
     """``attack`` under ``setting`` (``whitebox``, ``eot`` with ``eot_samples``, ``fixed`` with ``fixed``)."""
-    if setting == "whitebox":
-        return attack
+    checks.choice(setting, "attack setting", SETTINGS)
     if setting == "eot":
         return eot(attack, eot_samples)
     if setting == "fixed":
         return fixed_randomness(attack, fixed)
-    raise ConfigError(f"unknown attack setting {setting!r}; choose one of {', '.join(SETTINGS)}")
+    return attack

@@ -1,0 +1,149 @@
+"""The models of an experiment, made on demand through the defense registry and cached.
+
+An experiment names each model it uses and says what it is: a defense spec and the epochs to train it with
+(:meth:`ModelStore.add`). :meth:`ModelStore.get` then makes it the way its defense is made
+(:mod:`hrs_tf.defenses.registry`):
+
+- a spec with no source (trained from scratch) is trained once into ``<work_dir>/models/`` by its defense's
+  resumable trainer, or read from a path the user gave (``existing``);
+- a derived spec (wrapped, a transform, a subset of a trained model) is made from the model of its source
+  spec, which the store makes first (declared by the experiment, or added under its label);
+- an installed spec is applied to its source model, then fine-tuned and saved like a trained one.
+
+Models already trained in the store are offered to a trainer as ``siblings`` (HRS 10x10 reuses the block-0
+channels of HRS 5x5). ``models/provenance.json`` records, per name, the file it came from, its spec and
+whether it is stochastic (derived from its layers), so reports need not load a model to know that.
+"""
+
+import os
+
+from hrs_tf import fileio
+from hrs_tf.defenses import registry
+from hrs_tf.errors import ConfigError
+from hrs_tf.experiments.cells import slug
+from hrs_tf.layers import stochastic
+
+PROVENANCE_FILE = "provenance.json"
+
+
+class ModelStore:
+    """Named models of one work folder. ``existing``: {name: path} of models trained elsewhere to use as they are;
+    ``settings``: training settings passed to every trainer (e.g. ``arch``); ``seed``: the training seed."""
+
+    def __init__(self, dataset, work_dir, existing=None, seed=0, settings=None, log=print):
+        self.dataset, self.seed, self.log = dataset, int(seed), log
+        self.dir = os.path.join(work_dir, "models")
+        self.existing = dict(existing or {})
+        self.settings = dict(settings or {})
+        self.entries = {}  # name -> (spec, epochs)
+        self._cache = {}
+        self._provenance_path = os.path.join(self.dir, PROVENANCE_FILE)
+        self.provenance = fileio.read_json(self._provenance_path) if os.path.exists(self._provenance_path) else {}
+        for name, entry in self.provenance.items():  # the earlier format: {name: path} of trained models
+            if isinstance(entry, str):
+                self.provenance[name] = {"path": entry, "spec": None, "stochastic": None}
+
+    # -- declaring --------------------------------------------------------------------------------
+    def add(self, name, spec, epochs=None):
+        """Declares model ``name`` = ``spec`` trained for ``epochs`` (a derived spec needs none); returns ``name``.
+
+        A name already declared with another spec or epochs is refused (one name, one model)."""
+        spec = registry.parse(spec)
+        entry = (spec, epochs)
+        if self.entries.get(name, entry) != entry:
+            old = self.entries[name]
+            raise ConfigError(f"model {name!r} is declared twice: {old[0].text} ({old[1]} epochs) and {spec.text} "
+                              f"({epochs} epochs)")
+        self.entries[name] = entry
+        return name
+
+    def name_of(self, spec, epochs=None):
+        """The name of the declared model that is ``spec`` (and, if given, trained for ``epochs``), or None."""
+        spec = registry.parse(spec)
+        for name, (other, other_epochs) in self.entries.items():
+            if other == spec and (epochs is None or other_epochs == epochs):
+                return name
+        return None
+
+    def names(self):
+        return list(self.entries)
+
+    # -- making ------------------------------------------------------------------------------------
+    def get(self, name):
+        """The model ``name`` (made on first use, then cached)."""
+        if name not in self._cache:
+            if name not in self.entries:
+                raise ConfigError(f"unknown model {name!r}; this experiment has {', '.join(self.entries) or 'none'}")
+            self._cache[name] = self._make(name)
+        return self._cache[name]
+
+    def path(self, name):
+        """Where model ``name`` is (or will be) stored: the given path, else the file this store recorded for it
+        (if it is still there), else its artifact in ``models/``."""
+        spec, _ = self.entries[name]
+        recorded = self.provenance.get(name, {}).get("path")
+        if name in self.existing:
+            return self.existing[name]
+        if recorded and os.path.exists(recorded) and self.provenance[name].get("spec") in (None, spec.text):
+            return recorded
+        return os.path.join(self.dir, spec.defense.artifact(slug(name.lower())))
+
+    def _source_name(self, source):
+        name = self.name_of(source)
+        if name is None:
+            name = self.add(source.label, source, source.defense.default_epochs)
+        return name
+
+    def _make(self, name):
+        spec, epochs = self.entries[name]
+        source = spec.source()
+        if source is not None and spec.make != registry.INSTALLED:
+            model = spec.apply(self.get(self._source_name(source)))
+            self._record(name, None, spec, model)
+            return model
+        path = self.path(name)
+        if not os.path.exists(path):
+            if epochs is None:
+                raise ConfigError(f"model {name!r} ({spec.text}) must be trained, but no epochs were given")
+            self.log(f"training {name} -> {path}")
+            source_model = None if source is None else spec.apply(self.get(self._source_name(source)))
+            siblings = {self.entries[n][0].text: self.path(n) for n in self.entries
+                        if n != name and self.entries[n][0].source() is None and os.path.exists(self.path(n))}
+            spec.train(self.dataset, path, epochs=epochs, seed=self.seed, verbose=2, log=self.log,
+                       source_model=source_model, siblings=siblings, **self.settings)
+        model = spec.load(path)
+        self._record(name, path, spec, model)
+        return model
+
+    def _record(self, name, path, spec, model):
+        entry = {"path": path, "spec": spec.text, "stochastic": stochastic.is_stochastic(model)}
+        if self.provenance.get(name) != entry:
+            self.provenance[name] = entry
+            fileio.write_json(self._provenance_path, self.provenance)
+
+    # -- what is known without loading ----------------------------------------------------------------
+    def is_stochastic(self, name):
+        """Whether model ``name`` is stochastic, as recorded when it was made (None if not made yet; a model
+        recorded without it is loaded from its file once to find out)."""
+        entry = self.provenance.get(name)
+        if entry is None:
+            return None
+        if entry["stochastic"] is None and entry["path"] and os.path.exists(entry["path"]) and name in self.entries:
+            self._record(name, entry["path"], self.entries[name][0], self.entries[name][0].load(entry["path"]))
+        return self.provenance[name]["stochastic"]
+
+    def file(self, name):
+        """The file or folder model ``name`` was loaded from (None for a derived model or one not made yet)."""
+        entry = self.provenance.get(name)
+        return None if entry is None else entry["path"]
+
+    def training_epochs(self, name):
+        """Epochs the model behind ``name`` was trained for, read from its training record ("-" if none)."""
+        path = self.file(name)
+        if path is None or name not in self.entries:
+            return "-"
+        record = self.entries[name][0].defense.record(path)
+        epochs = (record or {}).get("epochs")
+        if isinstance(epochs, list):
+            return " + ".join(str(e) for e in epochs) + " (per block)"
+        return "-" if epochs is None else str(epochs)

@@ -1,0 +1,2 @@
+"""Adversarial reprogramming of a frozen, optionally defended target (HRS paper section 7, appendix E): the input
+transform (:mod:`.transform`), resumable training (:mod:`.train`) and the report (:mod:`.report`)."""

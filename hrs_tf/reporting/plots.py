@@ -1,0 +1,128 @@
+"""Small PNG plots for the reports under ``docs/`` (matplotlib with the file-only Agg backend, written atomically)."""
+
+import os
+
+import numpy as np
+
+from hrs_tf.evaluation import des
+from hrs_tf.fileio import atomic_path
+
+
+def pyplot():
+    """``matplotlib.pyplot`` with the file-only Agg backend (imported on first use: plotting is optional)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path):
+    """Writes ``fig`` to ``path`` as PNG atomically (folders created) and closes it."""
+    plt = pyplot()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def plot_lines(path, series, xlabel, ylabel, title, ylim=None):
+    """Writes a line plot of ``series`` = {label: (xs, ys)} to ``path`` (PNG, atomically)."""
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="." if len(xs) < 60 else None, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None):
+    """Side-by-side line plots: ``panels`` = {panel title: {label: (xs, ys)}}, one shared legend (PNG)."""
+    plt = pyplot()
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3), dpi=100, squeeze=False, sharey=True)
+    handles = {}
+    for ax, (panel, series) in zip(axes[0], panels.items()):
+        for label, (xs, ys) in series.items():
+            (line,) = ax.plot(xs, ys, marker=".", label=label)
+            handles.setdefault(label, line)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        if xticks is not None:
+            ax.set_xticks(xticks[0], xticks[1], fontsize=7)
+        if ylim:
+            ax.set_ylim(*ylim)
+    axes[0][0].set_ylabel(ylabel, fontsize=8)
+    if handles:  # (a figure of empty panels has no legend)
+        fig.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(len(handles), 5),
+                   bbox_to_anchor=(0.5, 0.0))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.12 if len(handles) <= 5 else 0.2, 1, 1))
+    save_png(fig, path)
+
+
+def plot_gradient_histograms(path, samples_by_defense, dimensions=3, seed=0, bins=30, dim_names=None):
+    """Figure 1 / defensive-dropout Figure 4: histograms of sampled gradients on a few input dimensions.
+
+    ``samples_by_defense``: {name: array (samples, ...) of one image's gradients}; the same randomly
+    chosen dimensions are shown for every defense, one panel per defense. With ``dim_names`` the arrays are
+    (samples, k) columns already chosen, all shown under those names.
+    """
+    plt = pyplot()
+
+    names = list(samples_by_defense)
+    size = int(np.prod(np.asarray(samples_by_defense[names[0]]).shape[1:]))
+    if dim_names is None:
+        dims = np.random.default_rng(seed).choice(size, size=min(dimensions, size), replace=False)
+        dim_names = [f"dim {d}" for d in dims]
+    else:
+        dims = range(size)
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.4 * rows + 0.3), dpi=100, squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names):
+        flat = np.asarray(samples_by_defense[name]).reshape(len(samples_by_defense[name]), -1)
+        for d, label in zip(dims, dim_names):
+            ax.hist(flat[:, d], bins=bins, alpha=0.55, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("input-gradient samples (one image)", fontsize=9)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def plot_des(path, points_by_defense, title):
+    """Figure 2: defense-rate gain against accuracy drop per defense, with each defense's linear fit."""
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=100)
+    for name, points in points_by_defense.items():
+        xs = [p["accuracy_drop"] for p in points]
+        ys = [p["defense_gain"] for p in points]
+        line = ax.scatter(xs, ys, label=name, s=18)
+        if len(set(xs)) >= 2:
+            fit = des.linear_fit(xs, ys)
+            grid = np.linspace(min(xs), max(xs), 20)
+            ax.plot(grid, fit["slope"] * grid + fit["intercept"], color=line.get_facecolor()[0], lw=1)
+    ax.set_xlabel("test accuracy drop")
+    ax.set_ylabel("defense rate gain")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)

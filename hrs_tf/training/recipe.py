@@ -1,0 +1,147 @@
+"""Training with the reference recipe of the HRS / defensive-dropout repos (REFERENCE section 1).
+
+SGD, learning rate 0.01, momentum 0.9, Nesterov, Keras-2 ``decay=1e-6`` per iteration (an inverse-time
+schedule, practically constant), batch 128, softmax cross-entropy on logits, no augmentation, the last
+epoch kept (the test set only monitors).
+"""
+
+import platform
+import sys
+import time
+
+import keras
+import numpy as np
+
+from hrs_tf import checks
+
+REFERENCE_LEARNING_RATE = 0.01
+REFERENCE_MOMENTUM = 0.9
+REFERENCE_DECAY = 1e-6
+REFERENCE_BATCH_SIZE = 128
+
+
+def reference_optimizer(learning_rate=REFERENCE_LEARNING_RATE):
+    """SGD(lr, momentum 0.9, Nesterov) with Keras-2 style ``lr / (1 + 1e-6 * iteration)`` decay."""
+    schedule = keras.optimizers.schedules.InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=REFERENCE_DECAY)
+    return keras.optimizers.SGD(learning_rate=schedule, momentum=REFERENCE_MOMENTUM, nesterov=True)
+
+
+def compile_reference(model, learning_rate=REFERENCE_LEARNING_RATE):
+    """Compiles ``model`` (logits output, integer labels) with the reference optimiser and loss."""
+    model.compile(
+        optimizer=reference_optimizer(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def check_training_settings(epochs, batch_size, learning_rate):
+    checks.count(epochs, "epochs", minimum=1)
+    checks.count(batch_size, "batch_size", minimum=1)
+    checks.positive(learning_rate, "learning_rate")
+
+
+def reseed_layers(model, seed):
+    """Restarts the seed generator of every layer of ``model`` that has one (Keras dropout, stochastic
+    layers) from ``seed``: the draws that follow depend only on ``seed`` (e.g. per epoch or per result row,
+    so that a resumed run draws as an uninterrupted one)."""
+    for i, layer in enumerate(model.layers):
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            generator.state.assign(np.array([int(seed), i * 1_000_003], np.int64).astype(generator.state.dtype))
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Records per-epoch metrics and wall time as plain floats (for the JSON sidecars)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"epoch": epoch + 1, "seconds": round(time.time() - self._start, 3)}
+        record.update({k: float(v) for k, v in (logs or {}).items()})
+        self.epochs.append(record)
+
+
+def fit(model, x, y, epochs, batch_size=REFERENCE_BATCH_SIZE, learning_rate=REFERENCE_LEARNING_RATE,
+        seed=0, monitor=None, verbose=2, callbacks=()):
+    """Trains ``model`` with the reference recipe; returns the per-epoch log (list of dicts).
+
+    ``seed`` fixes weight initialisation order-independently only if the model is built after
+    :func:`keras.utils.set_random_seed`; it always fixes the shuffling and dropout masks here.
+    ``monitor`` = (x_test, y_test) adds ``val_loss`` / ``val_accuracy`` to each epoch's record.
+    """
+    check_training_settings(epochs, batch_size, learning_rate)
+    keras.utils.set_random_seed(seed)
+    compile_reference(model, learning_rate)
+    log = EpochLog()
+    model.fit(
+        x, y, batch_size=int(batch_size), epochs=int(epochs), shuffle=True, validation_data=monitor,
+        verbose=verbose, callbacks=[log, *callbacks],
+    )
+    return log.epochs
+
+
+def versions():
+    """Versions of the software stack, recorded in every result file."""
+    import h5py
+    import tensorflow as tf
+
+    import hrs_tf
+
+    return {
+        "hrs_tf": hrs_tf.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+    }
+
+
+def train_base_model(dataset, arch=None, epochs=40, batch_size=REFERENCE_BATCH_SIZE,
+                     learning_rate=REFERENCE_LEARNING_RATE, seed=0, dropout_rate=None, verbose=2, build_model=None):
+    """Builds and trains the base model of ``dataset`` (an :class:`hrs_tf.data.Dataset`).
+
+    ``build_model(architecture, dropout_rate=...)`` replaces :func:`hrs_tf.models.build_base_model` (e.g. the
+    Gaussian-noise model of :mod:`hrs_tf.defenses.gaussian`); it is called right after seeding.
+
+    Returns ``(model, record)``; ``record`` is the JSON-ready description of the run: settings, seed,
+    per-epoch loss / accuracy (and test-set monitoring), final test accuracy, timings and versions.
+    """
+    from hrs_tf import models
+    from hrs_tf.evaluation import metrics
+
+    check_training_settings(epochs, batch_size, learning_rate)
+    architecture = models.architecture_for(dataset, arch)
+    keras.utils.set_random_seed(seed)
+    model = (build_model or models.build_base_model)(architecture, dropout_rate=dropout_rate)
+    start = time.time()
+    history = fit(model, dataset.x_train, dataset.y_train, epochs, batch_size, learning_rate, seed,
+                  monitor=(dataset.x_test, dataset.y_test), verbose=verbose)
+    train_seconds = time.time() - start
+    record = {
+        "kind": "base_model",
+        "dataset": dataset.name,
+        "data_source": dataset.source,
+        "architecture": architecture.name,
+        "dropout_rate": architecture.dropout_rate if dropout_rate is None else float(dropout_rate),
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "learning_rate": float(learning_rate),
+        "optimizer": f"SGD(momentum={REFERENCE_MOMENTUM}, nesterov=True, inverse-time decay {REFERENCE_DECAY}/iteration)",
+        "seed": int(seed),
+        "num_params": models.count_params(model),
+        "history": history,
+        "test_accuracy": metrics.accuracy(model, dataset.x_test, dataset.y_test),
+        "train_seconds": round(train_seconds, 1),
+        "versions": versions(),
+    }
+    return model, record

@@ -1,0 +1,88 @@
+"""tools/attack.py end to end in a subprocess: JSON contents, progress, and clean error exits."""
+
+import json
+import os
+
+import pytest
+
+from hrs_tf import models
+from hrs_tf.models import serialization
+from tests.attacks.helpers import trained_model
+from tests.tool_runner import run_script
+
+
+
+def run_tool(*args):
+    return run_script("attack.py", *args)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, real_mnist):
+    path = tmp_path_factory.mktemp("attack_tool") / "small.h5"
+    serialization.save_model(trained_model(real_mnist), path)
+    return path
+
+
+def test_attack_tool_writes_results(tmp_path, saved_model, tiny_mnist_dir):
+    out = tmp_path / "out" / "results.json"
+    result = run_tool(f"--model={saved_model}", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}", "--attack=cw_pgd",
+                      "--eps=64/255", "--setting=eot", "--eot_samples=2", "--num_images=3", "--targets=all",
+                      "--passes=2", "--batch_size=10", "--seed=5", f"--output={out}")
+    assert result.returncode == 0, result.stderr
+    assert "[cw_pgd eot] batch 3/3: 27/27 examples" in result.stdout  # progress per batch
+    record = json.loads(out.read_text())
+    assert record["attack"] == "cw_pgd" and record["setting"] == "eot" and record["eot_samples"] == 2
+    assert record["attack_settings"] == {"eps": pytest.approx(64 / 255)}
+    assert record["command_line"]["eps"] == "64/255" and record["seed"] == 5
+    assert record["targets"] == "all" and record["results"]["num_examples"] == 27 and record["passes"] == 2
+    assert {"tensorflow", "keras", "numpy", "cleverhans"} <= set(record["versions"])
+    assert record["versions"]["cleverhans"].startswith("4.0.0")
+    results = record["results"]
+    # A deterministic model: every pass and every decision rule agree, and the counts match the rate.
+    assert results["asr"] == results["asr_first_pass"] == results["asr_majority"] == results["asr_mc_average"]
+    assert results["asr_std_over_passes"] == 0 and results["num_successful_majority"] == round(27 * results["asr"])
+    assert results["asr"] >= 0.5  # targeted CW-PGD at 64/255 on the 2-epoch model (measured 27/27)
+    assert record["clean"]["num_images"] == 3 and record["attacker_view"]["stochastic"] is False
+    assert record["results"]["distortion_of_successful"]["linf"]["mean"] is None or \
+        record["results"]["distortion_of_successful"]["linf"]["mean"] <= 64 / 255 + 1e-6
+    assert os.listdir(tmp_path / "out") == ["results.json"]
+
+
+def test_attack_tool_makes_the_defense_from_the_model(tmp_path, saved_model, tiny_mnist_dir):
+    out = tmp_path / "sap.json"
+    result = run_tool(f"--model={saved_model}", "--defense=sap:hrs", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
+                      "--attack=fgsm", "--eps=0.1", "--num_images=2", "--targets=none", "--passes=4", "--round_8bit",
+                      f"--output={out}")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    assert record["defense"] == "sap:hrs" and record["attacker_view"]["stochastic_layers"] == ["sap"]
+    assert record["stochastic_layers"] == ["sap"] and record["results"]["rounded_to_8bit"] is True
+    assert record["round_8bit"] is True and record["targeted"] is False
+
+
+@pytest.fixture(scope="module")
+def cifar_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("attack_tool_cifar") / "cifar.h5"
+    serialization.save_model(models.build_base_model("cifar10"), path)
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--attack=deepfool"], "unknown attack 'deepfool'"),
+    (["--attack=pgd", "--eps=8"], "outside [0, 1]"),
+    (["--attack=cw_l2", "--eps=0.1"], "does not take the setting 'eps'"),
+    (["--attack=pgd", "--model={cifar}"], "takes inputs of shape (32, 32, 3)"),
+    (["--attack=pgd", "--defense=gaussian"], "defense 'gaussian' is trained; train it"),
+])
+def test_attack_tool_errors_are_one_line_and_leave_no_file(tmp_path, saved_model, cifar_model, tiny_mnist_dir, args,
+                                                           message):
+    out = tmp_path / "r.json"
+    args = [a.format(cifar=cifar_model) for a in args]
+    if not any(a.startswith("--model=") for a in args):
+        args.append(f"--model={saved_model}")
+    result = run_tool(f"--data_dir={tiny_mnist_dir}", "--num_images=2", f"--output={out}", *args)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,96 @@
+"""Madry PGD adversarial training: robustness gain, bit-identical resume after an interruption, tool."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from hrs_tf.defenses import adversarial_training as at
+from hrs_tf import data
+from hrs_tf.models import serialization
+from hrs_tf.errors import ConfigError
+from tests.tool_runner import run_script
+
+
+
+def quiet(line):
+    pass
+
+
+@pytest.fixture(scope="module")
+def slice_2000(real_mnist):
+    return data.Dataset("mnist", real_mnist.x_train[:2000], real_mnist.y_train[:2000], real_mnist.x_test[:300],
+                        real_mnist.y_test[:300], source="slice")
+
+
+def test_adversarial_training_raises_pgd_accuracy(slice_2000, tmp_path):
+    # 5 epochs on 2000 images at learning rate 0.03, PGD eps 0.2 (5 steps of 0.05, random start). Half of each
+    # batch is adversarial: with 100% the model is still near chance after 5 epochs at this eps (Madry et al.
+    # train for ~100k iterations); the plain model is trained identically with adv_fraction=0.
+    settings = dict(eps=0.2, epochs=5, pgd_steps=5, pgd_step_size=0.05, seed=0, eval_images=0, learning_rate=0.03,
+                    log=quiet)
+    adv_model, adv_record = at.train_adversarial(slice_2000, tmp_path / "adv.npz", adv_fraction=0.5, **settings)
+    plain_model, plain_record = at.train_adversarial(slice_2000, tmp_path / "plain.npz", adv_fraction=0.0, **settings)
+    x, y = slice_2000.x_test, slice_2000.y_test
+    robust = {name: at.robust_accuracy(model, x, y, eps=0.2, steps=20, step_size=0.025)["accuracy"]
+              for name, model in (("adv", adv_model), ("plain", plain_model))}
+    # Measured: PGD-20 accuracy 0.577 (adversarially trained) vs 0.187 (plain); clean 0.927 vs 0.960.
+    assert robust["adv"] > robust["plain"] + 0.2, robust
+    assert adv_record["test_accuracy"] > 0.85 and plain_record["test_accuracy"] > 0.9
+    assert [h["epoch"] for h in adv_record["history"]] == [1, 2, 3, 4, 5]
+    assert adv_record["adv_fraction"] == 0.5 and adv_record["kind"] == "adversarial_training"
+
+
+def test_interrupted_run_resumes_to_the_same_weights(real_mnist, tmp_path):
+    small = data.Dataset("mnist", real_mnist.x_train[:512], real_mnist.y_train[:512], real_mnist.x_test[:100],
+                         real_mnist.y_test[:100], source="slice")
+    settings = dict(eps=0.3, epochs=3, pgd_steps=3, seed=4, eval_images=0, batch_size=64)
+    straight, _ = at.train_adversarial(small, tmp_path / "straight.npz", log=quiet, **settings)
+    lines = []
+    model, record = at.train_adversarial(small, tmp_path / "resumed.npz", stop_after=1, log=lines.append, **settings)
+    assert model is None and record is None and len(lines) == 1 and lines[0].startswith("epoch 1/3")
+    with pytest.raises(ConfigError, match="other settings .*eps: 0.3 there vs 0.2 now"):
+        at.train_adversarial(small, tmp_path / "resumed.npz", log=quiet, **dict(settings, eps=0.2))
+    lines = []
+    resumed, record = at.train_adversarial(small, tmp_path / "resumed.npz", log=lines.append, **settings)
+    assert lines[0].startswith(f"resuming from {tmp_path / 'resumed.npz'} after epoch 1")
+    assert [line.split(":")[0] for line in lines[1:]] == ["epoch 2/3", "epoch 3/3"]
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert record["pgd_step_size"] == pytest.approx(0.4 / 3)  # default: 3 steps travel 4/3 eps
+
+
+def test_default_step_size_scales_with_steps():
+    assert at.check_settings(0.3, 40, None, 1.0)[2] == pytest.approx(0.01)  # Madry et al.'s MNIST recipe
+    assert at.check_settings(0.3, 10, None, 1.0)[2] == pytest.approx(0.04)
+    assert at.check_settings(0.3, 10, 0.02, 1.0)[2] == 0.02  # an explicit step is kept
+
+
+def test_invalid_settings():
+    with pytest.raises(ConfigError, match="eps=8"):
+        at.check_settings(8, 40, None, 1.0)
+    with pytest.raises(ConfigError, match="pgd_steps=0"):
+        at.check_settings(0.3, 0, None, 1.0)
+    with pytest.raises(ConfigError, match="adv_fraction=1.5"):
+        at.check_settings(0.3, 40, None, 1.5)
+
+
+def run_tool(*args):
+    return run_script("train_adv.py", *args)
+
+
+def test_train_adv_tool(tmp_path, tiny_mnist_dir):
+    out = tmp_path / "adv.h5"
+    common = ["--dataset=mnist", f"--data_dir={tiny_mnist_dir}", "--pgd_steps=2", "--epochs=1", "--eval_images=20",
+              f"--output={out}"]
+    result = run_tool("--eps=8", *common)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: eps='8' is outside [0, 1]")
+    assert not out.exists() and not os.path.exists(at.checkpoint_path(out))
+    result = run_tool("--eps=64/255", "--pgd_step_size=16/255", *common)
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1/1: loss" in result.stdout and "PGD accuracy (eps 0.25098, 2 x 0.0627451" in result.stdout
+    record = json.loads((tmp_path / "adv.json").read_text())
+    assert record["eps"] == pytest.approx(64 / 255) and record["pgd_eval"]["num_images"] == 20
+    assert os.path.exists(at.checkpoint_path(out)) and serialization.load_model(out).name == "base_mnist"

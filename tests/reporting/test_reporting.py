@@ -1,0 +1,33 @@
+import os
+
+from hrs_tf import reporting
+from hrs_tf.reporting.training_report import training_report
+
+
+def base_record(dataset, acc, epochs=3):
+    history = [{"epoch": e, "seconds": 10.0 + e, "loss": 1.0 / e, "accuracy": 0.9, "val_accuracy": acc - 0.01 / e}
+               for e in (1, 2, 3)]
+    return {"dataset": dataset, "architecture": "mnist", "epochs": epochs, "seed": 0, "test_accuracy": acc,
+            "train_seconds": 36.0, "history": history}
+
+
+def hrs_summary(dataset):
+    records = [{"block": b, "channel": c, "seed": 10 * b + c, "epochs": 3, "train_accuracy": 0.99, "test_accuracy": 0.985,
+                "seconds": 60.0} for b in (0, 1) for c in (0, 1)]
+    return {"dataset": dataset, "channels": [2, 2], "epochs": [3, 3], "train_seconds": 240.0,
+            "test_accuracy": {"mean": 0.9875, "std": 0.0005, "min": 0.987, "max": 0.988, "runs": [0.987, 0.988]},
+            "path_test_accuracy": {"0-0": 0.986, "0-1": 0.99, "1-0": 0.985, "1-1": 0.989}, "channel_records": records}
+
+
+def test_training_report_tables_and_plots(tmp_path):
+    bases = [base_record("mnist", 0.995, epochs=40), base_record("mnist", 0.992)]
+    text = training_report(bases, [hrs_summary("mnist")], str(tmp_path),
+                                     "python tools/report_training.py --base=x", "base 1.00x")
+    assert "python tools/report_training.py --base=x" in text
+    assert "| mnist | mnist | 3 | 0 | 99.20% | 99.04% | 0.6 min | 11 / 12 s |" in text
+    assert "| mnist | 2x2 | 3,3 | 98.75% +- 0.05% (2 passes) | 98.50% / 99.00% | 99.20% (3 epochs) | -0.45 pt | 4 min |" in text  # the base with equal epochs
+    assert text.count("| 0 | 1 | 1 | 3 | 99.00% | 98.50% | 1.0 min |") == 1
+    for png in ("base_test_accuracy.png", "hrs_path_accuracy.png"):
+        with open(tmp_path / png, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "base 1.00x" in text and not [f for f in os.listdir(tmp_path) if ".tmp" in f]
