@@ -81,13 +81,11 @@ def training_settings(values):
     return {k: v for k, v in settings.items() if v is not None}
 
 
-def parse_epochs(items, default):
+def parse_epochs(items, default=None):
     """``--epochs`` as given (one value, or one per HRS block) -> an int or a list of ints; ``default`` if unset."""
     from hrs_tf import checks
 
     if not items:
-        if default is None:
-            raise ConfigError("--epochs is required for this defense")
         return default
     values = [checks.count(item, "epochs", minimum=1) for item in items]
     return values[0] if len(values) == 1 else values

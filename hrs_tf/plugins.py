@@ -13,18 +13,25 @@ declared module once.
 """
 
 import importlib.metadata
+import sys
 
 from hrs_tf.errors import PluginError
 
 GROUP = "hrs_tf.plugins"
 _loaded = {}  # module name -> entry-point name, for every plug-in imported (or being imported)
+_scanned = [None]  # the sys.path of the last complete scan: entry points change only with the path
 
 
 def load():
     """Imports every plug-in module not imported yet; returns ``{entry-point name: module}`` of all of them.
 
-    Raises PluginError (one line naming the plug-in) if a plug-in fails to import.
+    Raises PluginError (one line naming the plug-in) if a plug-in fails to import. The installed distributions
+    are scanned again only when ``sys.path`` has changed since the last complete scan (the registry calls this
+    on every lookup).
     """
+    path = tuple(sys.path)
+    if _scanned[0] == path:
+        return {name: module for module, name in _loaded.items()}
     for entry in importlib.metadata.entry_points(group=GROUP):
         if entry.value in _loaded:
             continue
@@ -35,4 +42,5 @@ def load():
             del _loaded[entry.value]
             raise PluginError(f"plug-in {entry.name!r} (module {entry.value}) failed to load: {type(e).__name__}: "
                               f"{' '.join(str(e).split())}") from e
+    _scanned[0] = path
     return {name: module for module, name in _loaded.items()}

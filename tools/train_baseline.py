@@ -44,7 +44,7 @@ def main(argv):
         raise ConfigError(f"--output={FLAGS.output!r} must end in .h5")
     spec = defenses.parse(FLAGS.defense)
     checks.count(FLAGS.eval_repeats, "eval_repeats", minimum=1)
-    epochs = cli.parse_epochs(FLAGS.epochs, default=None) if FLAGS.epochs else None
+    epochs = cli.parse_epochs(FLAGS.epochs)  # None: the defense's reference value
     settings = cli.training_settings(FLAGS)
     if FLAGS.dropout_rate is not None:
         checks.rate(FLAGS.dropout_rate, "dropout_rate")

@@ -201,7 +201,7 @@ def test_settings_name_only_the_models_the_command_trains(tmp_path, tiny_mnist_d
     assert given.trained_here() == "none: every model was given"
     ablation = reproduction.Reproduction(dataset, dataclasses.replace(plan, experiments=("ablation",)), str(tmp_path / "c"),
                                          existing={"Base": "b.h5", "HRS 2x2": "h"})
-    assert ablation.trained_here() == ("Adv. training 20, Ablation 1 blocks 1, Ablation 2 blocks 1 per block, "
+    assert ablation.trained_here() == ("Adv. training 20, Ablation 1 blocks 1 per block, Ablation 2 blocks 1 per block, "
                                        "Ablation 3 blocks 1 per block")
 
 

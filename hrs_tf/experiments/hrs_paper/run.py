@@ -27,6 +27,7 @@ import dataclasses
 
 from hrs_tf import data as data_module
 from hrs_tf.defenses import registry
+from hrs_tf.defenses.hrs import HierarchicalRandomSwitching
 from hrs_tf.errors import ConfigError
 from hrs_tf.evaluation import des, metrics, protocol
 from hrs_tf.experiments.cells import CellStore, check_settings
@@ -178,7 +179,7 @@ class Reproduction:
         for name in self.models.names():
             spec, epochs = self.models.entries[name]
             if epochs is not None and name not in self.models.existing:
-                per_block = " per block" if len(spec.args.get("channels") or ()) > 1 else ""
+                per_block = " per block" if isinstance(spec.defense, HierarchicalRandomSwitching) else ""
                 parts.append(f"{name} {epochs}{per_block}")
         return ", ".join(parts) or "none: every model was given"
 
