@@ -11,12 +11,13 @@ Targets: ours / CleverHans throughput ratio >= 1.0; EOT(10) <= 11x one gradient.
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+from benchmarks.common import interleaved_per_step, mnist_images, mnist_model, timed  # noqa: E402
 
 flags.DEFINE_string("model", "runs/base_mnist.h5", "Model to attack (an untrained MNIST base model if missing).")
 flags.DEFINE_string("data_dir", "../shared/data", "MNIST location (random images if missing).")
@@ -27,46 +28,16 @@ flags.DEFINE_integer("long", 50, "Steps of the long run.")
 FLAGS = flags.FLAGS
 
 
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved_per_step(runs, short, long, repeats):
-    """Per-step seconds of each ``run(steps)`` in ``runs``: (long - short) / (long - short steps).
-
-    The runs are timed in turn within each repeat (the machine is shared; interleaving exposes them to the
-    same load), and each run's per-step figure is the median over repeats of its own estimate.
-    """
-    for run in runs:  # trace / warm up
-        run(short)
-        run(long)
-    estimates = [[] for _ in runs]
-    for _ in range(repeats):
-        for k, run in enumerate(runs):
-            estimates[k].append((timed(lambda: run(long)) - timed(lambda: run(short))) / (long - short))
-    return [float(np.median(e)) for e in estimates], estimates
-
-
 def main(argv):
     import keras
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
-    from hrs_tf import data, models
     from hrs_tf.defenses import hrs
-    from hrs_tf.models import serialization
     from hrs_tf.attacks import gradients, pgd
 
     keras.utils.set_random_seed(0)
-    if os.path.isfile(FLAGS.model):
-        model, source = serialization.load_model(FLAGS.model), FLAGS.model
-    else:
-        model, source = models.build_base_model("mnist"), "untrained MNIST base model"
-    try:
-        x = data.load_dataset("mnist", FLAGS.data_dir).x_test[:FLAGS.batch_size]
-    except Exception:  # noqa: BLE001 -- timing only needs images of the right shape
-        x = np.random.default_rng(0).random((FLAGS.batch_size, 28, 28, 1), dtype=np.float32)
+    model, source = mnist_model(FLAGS.model)
+    x, _ = mnist_images(FLAGS.data_dir, FLAGS.batch_size)
     y = np.argmax(model(x, training=False), axis=1)
     n, short, long, reps = len(x), FLAGS.short, FLAGS.long, FLAGS.repeats
     print(f"model: {source}; batch {n}; L-inf PGD eps 0.3, step 0.01, no random start; per step = "
@@ -86,8 +57,8 @@ def main(argv):
     print(f"CleverHans:  {1e3 * theirs_step:7.2f} ms/step  ({n / theirs_step:6.0f} example-steps/s)")
     print(f"throughput ratio ours / CleverHans = {ratio:.2f} (per-repeat ratios {', '.join(f'{r:.2f}' for r in ratios)}); "
           f"target >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'}")
-    ours_call = float(np.median([timed(lambda: ours(40)) for _ in range(reps)]))
-    theirs_call = float(np.median([timed(lambda: theirs(40)) for _ in range(reps)]))
+    ours_call = float(np.median([timed(lambda: ours(40))[0] for _ in range(reps)]))
+    theirs_call = float(np.median([timed(lambda: theirs(40))[0] for _ in range(reps)]))
     print(f"one 40-step call end to end (our traced loop cached per model): ours {ours_call:.2f} s, "
           f"CleverHans {theirs_call:.2f} s")
 
@@ -97,8 +68,8 @@ def main(argv):
             gradients.input_gradient(m, x, y, samples=samples)
 
         grad(1), grad(10)
-        one = [timed(lambda: grad(1)) for _ in range(reps)]
-        ten = [timed(lambda: grad(10)) for _ in range(reps)]
+        one = [timed(lambda: grad(1))[0] for _ in range(reps)]
+        ten = [timed(lambda: grad(10))[0] for _ in range(reps)]
         cost = float(np.median(ten) / np.median(one))
         print(f"EOT(10) gradient on the {name}: {1e3 * np.median(ten):7.1f} ms vs {1e3 * np.median(one):6.1f} ms "
               f"for one gradient = {cost:.2f}x  (target <= 11x: {'met' if cost <= 11 else 'NOT met'})")

@@ -91,23 +91,44 @@ def parse_epochs(items, default=None):
     return values[0] if len(values) == 1 else values
 
 
-def define_attack_flags():
-    """One flag per setting of any declared attack (None = the attack's default), typed as declared."""
+def define_attack_flags(flag_values=None):
+    """One flag per setting of any declared attack (None = the attack's default), typed as declared, plus
+    ``--loss`` and ``--backend``; on absl's ``FLAGS`` unless ``flag_values`` is given."""
+    where = {"flag_values": flags.FLAGS if flag_values is None else flag_values}
     from hrs_tf.attacks import registry
 
     for name, parameter in sorted(registry.all_parameters().items()):
         kind = registry.flag_type(parameter)
         help_text = parameter.help + (" (L2 attacks: an L2 radius)" if name == "eps" else "")
         {"text": flags.DEFINE_string, "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
-         "bool": flags.DEFINE_bool}[kind](name, None, help_text)
+         "bool": flags.DEFINE_bool}[kind](name, None, help_text, **where)
+    from hrs_tf.attacks import backends, losses
+
+    flags.DEFINE_enum("loss", None, list(losses.LOSSES), "Loss of a gradient attack that takes a loss_fn (unset: "
+                      "the attack's own); bpda_sigmoid = the hash paper's BPDA (sigmoid in place of the softmax).",
+                      **where)
+    flags.DEFINE_enum("backend", None, list(backends.BACKENDS), "Implementation of fgsm / bim / mim / pgd: ours or "
+                      "cleverhans (CleverHans 4.0.0, white-box only: refused under EOT, fixed randomness and BPDA).",
+                      **where)
 
 
 def attack_settings(attack, values):
     """The checked settings of ``attack`` given on the command line (flags of :func:`define_attack_flags`)."""
     from hrs_tf.attacks import registry
 
+    from hrs_tf.attacks import losses, settings
+
     given = {name: values[name].value for name in registry.all_parameters() if values[name].present}
-    return registry.get(attack).parse_settings(given)
+    declared = registry.get(attack)
+    chosen = declared.parse_settings(given)
+    for flag, keyword, value in (("loss", "loss_fn", values["loss"].value and losses.get(values["loss"].value)),
+                                 ("backend", "backend", values["backend"].value)):
+        if value is None:
+            continue
+        if not settings.accepts(declared.call, keyword):
+            raise ConfigError(f"attack {attack!r} takes no --{flag}")
+        chosen[keyword] = value
+    return chosen
 
 
 def load_model(path, defense=None, seed=None):

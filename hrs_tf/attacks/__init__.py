@@ -21,7 +21,7 @@ from hrs_tf.attacks import registry, settings  # noqa: F401
 from hrs_tf.attacks.registry import ATTACKS
 from hrs_tf.attacks.settings import SETTINGS, eot, fixed_randomness  # noqa: F401
 
-INFRASTRUCTURE = ("bpda", "common", "gradients", "losses", "registry", "settings")
+INFRASTRUCTURE = ("backends", "bpda", "common", "gradients", "losses", "registry", "settings")
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in INFRASTRUCTURE:
@@ -37,10 +37,10 @@ def get_attack(name):
 
 
 def eps_norm(name):
-    """The norm the ``eps`` of attack ``name`` is measured in (``np.inf`` or 2)."""
+    """The norm the ``eps`` of attack ``name`` is measured in (``np.inf``, 2 or 1; L0 attacks: ``np.inf``)."""
     import numpy as np
 
-    return 2 if registry.get(name).norm == "l2" else np.inf
+    return {"l2": 2, "l1": 1}.get(registry.get(name).norm, np.inf)
 
 
 __all__ = ["ATTACKS", "SETTINGS", "bpda", "eot", "eps_norm", "fixed_randomness", "get_attack", "registry"] + list(ATTACKS)

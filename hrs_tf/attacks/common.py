@@ -189,3 +189,36 @@ def adam_update(m, v, g, t, learning_rate):
     v = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * tf.square(g)
     rate = learning_rate * tf.sqrt(1.0 - tf.pow(ADAM_BETA2, t)) / (1.0 - tf.pow(ADAM_BETA1, t))
     return rate * m / (tf.sqrt(v) + ADAM_EPSILON), m, v
+
+
+class ConstantSearch:
+    """Carlini & Wagner's per-example search on the constant c (2017, section V; C&W-L2, EAD, ZOO): iterate for
+    the constants of each step, then :meth:`update` with which examples succeeded. x10 until a first success
+    gives an upper bound, then bisection between the bounds; with 10 or more steps the last one uses the upper
+    bound found (Carlini's ``repeat``)::
+
+        search = ConstantSearch(initial_const, n, steps)
+        for const in search:                  # numpy (n,)
+            search.update(optimise(const))    # bool (n,): succeeded with this constant
+    """
+
+    NO_UPPER_BOUND = 1e10
+
+    def __init__(self, initial_const, n, steps):
+        self.steps = steps
+        self.lower = np.zeros(n)
+        self.upper = np.full(n, self.NO_UPPER_BOUND)
+        self.const = np.full(n, float(initial_const))
+
+    def __iter__(self):
+        for step in range(self.steps):
+            if self.steps >= 10 and step == self.steps - 1:
+                self.const = np.where(self.upper < self.NO_UPPER_BOUND, self.upper, self.const)
+            yield self.const
+
+    def update(self, found):
+        found = np.asarray(found, bool)
+        self.upper = np.where(found, np.minimum(self.upper, self.const), self.upper)
+        self.lower = np.where(found, self.lower, np.maximum(self.lower, self.const))
+        bounded = self.upper < self.NO_UPPER_BOUND
+        self.const = np.where(bounded, (self.lower + self.upper) / 2.0, self.const * 10.0)

@@ -31,7 +31,6 @@ from hrs_tf import checks
 from hrs_tf.attacks import common, gradients
 from hrs_tf.attacks.registry import Parameter, declare
 
-UPPER_BOUND_START = 1e10  # "no upper bound found yet"
 _TANH_SHRINK = 0.999999  # keeps atanh finite at the box edges (as Carlini)
 
 
@@ -88,25 +87,17 @@ def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, 
         return optimise
 
     key = gradients.objective_key(objective)
-    key = key and ("cw_l2", key, learning_rate, max_iterations, abort_early, eot_samples, clip_min, clip_max)
+    key = key and ("cw_l2", key, bool(targeted), kappa, learning_rate, max_iterations, abort_early, eot_samples, clip_min,
+                   clip_max)
     optimise = gradients.compiled(model, key, build)
 
-    n = len(x)
-    lower = np.zeros(n)
-    upper = np.full(n, UPPER_BOUND_START)
-    const = np.full(n, initial_const)
-    best_l2 = tf.constant(np.full(n, np.inf, np.float32))
+    best_l2 = tf.constant(np.full(len(x), np.inf, np.float32))
     best_adv = tf.constant(x)
     xt, yt = tf.constant(x), tf.constant(y)
-    for step in range(binary_search_steps):
-        if binary_search_steps >= 10 and step == binary_search_steps - 1:
-            const = np.where(upper < UPPER_BOUND_START, upper, const)
+    search = common.ConstantSearch(initial_const, len(x), binary_search_steps)
+    for const in search:
         found, best_l2, best_adv = optimise(xt, yt, tf.constant(const, tf.float32), best_l2, best_adv)
-        found = found.numpy()
-        upper = np.where(found, np.minimum(upper, const), upper)
-        lower = np.where(found, lower, np.maximum(lower, const))
-        bounded = upper < UPPER_BOUND_START
-        const = np.where(bounded, (lower + upper) / 2.0, const * 10.0)
+        search.update(found.numpy())
     return best_adv.numpy()
 
 

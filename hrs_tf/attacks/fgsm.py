@@ -12,17 +12,22 @@ import numpy as np
 import tensorflow as tf
 
 from hrs_tf import checks
-from hrs_tf.attacks import common, gradients
+from hrs_tf.attacks import backends, common, gradients
 from hrs_tf.attacks.registry import Parameter, declare
 
 
 def fgsm(model, x, y=None, eps=0.3, norm=np.inf, targeted=False, eot_samples=1, loss_fn=None, clip_min=0.0,
-         clip_max=1.0):
-    """Fast gradient (sign) method; ``y`` = target if ``targeted`` else true label (None: prediction)."""
+         clip_max=1.0, backend="ours"):
+    """Fast gradient (sign) method; ``y`` = target if ``targeted`` else true label (None: prediction).
+    ``backend="cleverhans"``: CleverHans's ``fast_gradient_method`` (white-box only, :mod:`.backends`)."""
     norm = common.check_norm(norm)
     eps = common.check_eps(eps, norm)
     eot_samples = checks.count(eot_samples, "eot_samples", minimum=1)
+    backend = backends.check(backend, "fgsm", eot_samples, loss_fn, model)
     x, y, _ = common.prepare(model, x, y, targeted, "fgsm", clip_min, clip_max)
+    if backend == backends.CLEVERHANS:
+        return backends.run("fast_gradient_method", model, x, y, targeted, clip_min, clip_max, eps=eps, norm=norm,
+                            loss_fn=loss_fn)
     objective = gradients.objective_or_loss(gradients.cross_entropy(targeted), loss_fn, targeted)
 
     def build():

@@ -12,18 +12,23 @@ import numpy as np
 import tensorflow as tf
 
 from hrs_tf import checks
-from hrs_tf.attacks import common, gradients
+from hrs_tf.attacks import backends, common, gradients
 from hrs_tf.attacks.pgd import PARAMETERS, check_budget
 from hrs_tf.attacks.registry import Parameter, declare
 
 
 def mim(model, x, y=None, eps=0.3, eps_iter=None, nb_iter=10, norm=np.inf, decay_factor=1.0, targeted=False,
-        eot_samples=1, loss_fn=None, clip_min=0.0, clip_max=1.0):
-    """Momentum iterative method; ``y`` = target if ``targeted`` else true label (None: prediction)."""
+        eot_samples=1, loss_fn=None, clip_min=0.0, clip_max=1.0, backend="ours"):
+    """Momentum iterative method; ``y`` = target if ``targeted`` else true label (None: prediction).
+    ``backend="cleverhans"``: CleverHans's ``momentum_iterative_method`` (white-box only, :mod:`.backends`)."""
     eps, eps_iter, nb_iter, norm = check_budget(eps, eps_iter, nb_iter, norm, 1 / 5)
     decay_factor = checks.nonnegative(decay_factor, "decay_factor")
     eot_samples = checks.count(eot_samples, "eot_samples", minimum=1)
+    backend = backends.check(backend, "mim", eot_samples, loss_fn, model, takes_loss=False)
     x, y, _ = common.prepare(model, x, y, targeted, "mim", clip_min, clip_max)
+    if backend == backends.CLEVERHANS:
+        return backends.run("momentum_iterative_method", model, x, y, targeted, clip_min, clip_max, eps=eps,
+                            eps_iter=eps_iter, nb_iter=nb_iter, norm=norm, decay_factor=decay_factor)
     objective = gradients.objective_or_loss(gradients.cross_entropy(targeted), loss_fn, targeted)
 
     def build():

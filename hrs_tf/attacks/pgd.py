@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from hrs_tf import checks
-from hrs_tf.attacks import common, gradients
+from hrs_tf.attacks import backends, common, gradients
 from hrs_tf.attacks.registry import Parameter, declare
 
 PARAMETERS = {
@@ -72,22 +72,31 @@ def initial_point(x, norm, eps, rand_init, rand_minmax, seed, clip_min=0.0, clip
 
 
 def pgd(model, x, y=None, eps=0.3, eps_iter=None, nb_iter=40, norm=np.inf, targeted=False, rand_init=True,
-        rand_minmax=None, seed=None, eot_samples=1, loss_fn=None, clip_min=0.0, clip_max=1.0):
+        rand_minmax=None, seed=None, eot_samples=1, loss_fn=None, clip_min=0.0, clip_max=1.0, backend="ours"):
     """PGD on the cross-entropy (or ``loss_fn``); ``y`` = target if ``targeted`` else true label (None:
-    prediction). ``seed`` fixes the random start (None: a fresh one). Returns the final iterate."""
+    prediction). ``seed`` fixes the random start (None: a fresh one). Returns the final iterate.
+    ``backend="cleverhans"``: CleverHans's ``projected_gradient_descent`` (white-box only, :mod:`.backends`;
+    its random start is drawn by TensorFlow's global generator, seeded with ``seed`` when one is given)."""
     eps, eps_iter, nb_iter, norm = check_budget(eps, eps_iter, nb_iter, norm, 1 / 30)
+    backend = backends.check(backend, "pgd", eot_samples, loss_fn, model)
     x, y, _ = common.prepare(model, x, y, targeted, "pgd", clip_min, clip_max)
+    if backend == backends.CLEVERHANS:
+        if rand_init and seed is not None:
+            tf.random.set_seed(int(seed))
+        return backends.run("projected_gradient_descent", model, x, y, targeted, clip_min, clip_max, eps=eps,
+                            eps_iter=eps_iter, nb_iter=nb_iter, norm=norm, loss_fn=loss_fn, rand_init=bool(rand_init),
+                            rand_minmax=rand_minmax)
     start = initial_point(x, norm, eps, rand_init, rand_minmax, seed, clip_min, clip_max)
     objective = gradients.objective_or_loss(gradients.cross_entropy(targeted), loss_fn, targeted)
     return iterate(model, objective, x, y, start, eps, eps_iter, nb_iter, norm, eot_samples, clip_min, clip_max)
 
 
 def pgd_l2(model, x, y=None, eps=2.0, eps_iter=None, nb_iter=40, targeted=False, rand_init=True,
-           rand_minmax=None, seed=None, eot_samples=1, loss_fn=None, clip_min=0.0, clip_max=1.0):
+           rand_minmax=None, seed=None, eot_samples=1, loss_fn=None, clip_min=0.0, clip_max=1.0, backend="ours"):
     """PGD in the L2 ball of radius ``eps`` (pixel units, so eps may exceed 1); steps along grad/||grad||."""
     return pgd(model, x, y, eps=eps, eps_iter=eps_iter, nb_iter=nb_iter, norm=2, targeted=targeted,
                rand_init=rand_init, rand_minmax=rand_minmax, seed=seed, eot_samples=eot_samples, loss_fn=loss_fn,
-               clip_min=clip_min, clip_max=clip_max)
+               clip_min=clip_min, clip_max=clip_max, backend=backend)
 
 
 declare("pgd", pgd, norm="linf", summary="projected gradient descent on the cross-entropy, random start",

@@ -15,10 +15,14 @@ import inspect
 from hrs_tf import checks
 from hrs_tf.errors import ConfigError
 
-NORMS = ("linf", "l2", "l0")
+NORMS = ("linf", "l2", "l1", "l0")
 KINDS = ("fraction", "amount", "int", "float", "bool")
 # Keywords every attack takes that are not user settings (the evaluation harness passes them).
-RESERVED = ("model", "x", "y", "targeted", "eot_samples", "loss_fn", "seed", "clip_min", "clip_max")
+# ``stats``: a dict a query-counting attack fills (``stats["queries"]``: images sent through the model, per
+# example); ``seed_images``: attacker-side data (e.g. a substitute's seed set) the harness supplies;
+# ``backend``: ours or cleverhans (:mod:`.backends`), a command-line choice of its own.
+RESERVED = ("model", "x", "y", "targeted", "eot_samples", "loss_fn", "seed", "clip_min", "clip_max", "stats",
+            "seed_images", "backend")
 
 ATTACKS = {}
 

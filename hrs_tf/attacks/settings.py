@@ -19,6 +19,7 @@ import functools
 import inspect
 
 from hrs_tf import checks
+from hrs_tf.attacks import backends
 from hrs_tf.errors import ConfigError
 from hrs_tf.layers import stochastic
 
@@ -51,7 +52,7 @@ def fixed_randomness(attack, fixed="off"):
 
     @functools.wraps(attack)
     def wrapped(model, x, y, *args, **kwargs):
-        with stochastic.fixed_realisation(model, fixed):
+        with stochastic.fixed_realisation(model, fixed), backends.refused("fixed randomness (it has no such setting)"):
             return attack(model, x, y, *args, **kwargs)
 
     return wrapped

@@ -59,12 +59,15 @@ def check_attack_kwargs(name, fn, kwargs):
 
 
 def run_attack(model, attack, x, y, targeted, setting="whitebox", eot_samples=10, fixed="off", batch_size=100,
-               seed=0, progress=True, **attack_kwargs):
+               seed=0, progress=True, stats=None, seed_images=None, **attack_kwargs):
     """Runs ``attack`` (a registry name or function) on ``(x, y)`` in batches under ``setting``; numpy x_adv.
 
     Crafting under ``whitebox`` / ``eot`` uses the model in ``random`` mode; ``fixed`` crafts on the fixed
     realisation ``fixed`` (see :mod:`hrs_tf.attacks.settings`). Attacks with a ``seed`` get ``seed + batch
-    index``. ``progress`` prints one line per batch (``True``: to stdout; or a callable taking the line).
+    index``; attacks that take ``seed_images`` (attacker-side data, e.g. a substitute's seed set) get
+    ``seed_images``; attacks that count queries fill ``stats`` (a dict, when given) with per-example arrays
+    (``queries``: images sent through the model) over all batches. ``progress`` prints one line per batch
+    (``True``: to stdout; or a callable taking the line).
     """
     name, fn = attack_function(attack)
     check_attack_kwargs(name, fn, attack_kwargs)
@@ -72,6 +75,10 @@ def run_attack(model, attack, x, y, targeted, setting="whitebox", eot_samples=10
     batch_size = checks.count(batch_size, "batch_size", minimum=1)
     wrapped = settings.apply(fn, setting, eot_samples, fixed)
     takes_seed = settings.accepts(fn, "seed")
+    takes_stats = settings.accepts(fn, "stats")
+    if seed_images is not None and settings.accepts(fn, "seed_images"):
+        attack_kwargs["seed_images"] = seed_images
+    counted = []
     x = common.check_images(model, x)
     y = np.asarray(y)
     report = _progress(progress)
@@ -83,10 +90,16 @@ def run_attack(model, attack, x, y, targeted, setting="whitebox", eot_samples=10
         kwargs = dict(attack_kwargs)
         if takes_seed:
             kwargs["seed"] = int(seed) + b
+        if takes_stats:
+            kwargs["stats"] = {}
+            counted.append(kwargs["stats"])
         with stochastic.randomness(model, mode):
             out[i:i + batch_size] = wrapped(model, x[i:i + batch_size], y[i:i + batch_size], targeted=targeted, **kwargs)
         report(f"[{name} {setting}] batch {b + 1}/{num_batches}: {min(i + batch_size, len(x))}/{len(x)} examples, "
                f"{time.time() - start:.1f} s")
+    if stats is not None and counted:
+        for key in sorted(set().union(*counted)):
+            stats[key] = np.concatenate([np.asarray(c[key]).reshape(-1) for c in counted if key in c])
     return out
 
 
@@ -162,13 +175,18 @@ def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", set
     report(f"{name}: {len(idx)} {'(image, target) pairs' if targeted else 'images'} from {len(keep)} images, "
            f"setting {setting}")
     crafted = time.time()
+    counts = {}
+    # attacker-side data for attacks that take it: the test images after the attacked ones
     x_adv = run_attack(model, fn, x[idx], tgt, targeted, craft_setting, eot_samples, craft_fixed, batch_size, seed,
-                       report, **attack_kwargs) if len(idx) else x[idx]
+                       report, stats=counts, seed_images=dataset.x_test[len(x):], **attack_kwargs) if len(idx) else x[idx]
     craft_seconds = time.time() - crafted
     scores, judged = (scoring.score(model, x[idx], x_adv, tgt, targeted, passes, eval_batch_size, judged_in=judged_in,
                                     round_8bit=round_8bit)
                       if len(idx) else ({"num_examples": 0}, {"vote": np.zeros(0, bool)}))
     majority = judged["vote"]
+    for key, values in counts.items():  # e.g. queries of a black-box attack, per example
+        scores[key] = {"mean": float(np.mean(values)), "median": float(np.median(values)),
+                       "max": int(np.max(values)), "total": int(np.sum(values))}
     if targeted and len(idx):
         scores["asr_majority_by_target"] = {int(t): float(majority[tgt == t].mean()) for t in np.unique(tgt)}
         per_image = np.bincount(np.searchsorted(keep, idx), weights=majority, minlength=len(keep))
@@ -190,6 +208,8 @@ def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", set
         "seed": int(seed),
         "round_8bit": bool(round_8bit),
         "stochastic_layers": [layer.name for layer in stochastic.stochastic_layers(model)],
+        "attacker_data": (f"test images {len(x)}..{len(dataset.x_test) - 1}" if settings.accepts(fn, "seed_images")
+                          else None),
         "clean": clean,
         "results": scores,
         "craft_seconds": round(craft_seconds, 2),
@@ -210,6 +230,8 @@ def _jsonable(value):
         return int(value)
     if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]
+    if callable(value):  # e.g. a loss_fn: recorded by name
+        return getattr(value, "__name__", repr(value))
     return value
 
 

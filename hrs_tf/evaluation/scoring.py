@@ -76,11 +76,17 @@ def success(predictions, y, targeted):
 
 
 def distortions(x, x_adv, l0_tolerance=L0_TOLERANCE):
-    """Per-example L0 (count and fraction of components changed), L2 and L-inf of ``x_adv - x``."""
-    delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
+    """Per-example L0 (count and fraction of components changed), L1, L2, L-inf of ``x_adv - x``, and the relative
+    L2 ``||x_adv - x||_2 / ||x||_2`` (whose mean is the robustness rho of DeepFool, Moosavi-Dezfooli et al. 2016
+    eq. 15, the hash paper's Table II "robustness" column; 0 for an all-zero image)."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    delta = np.asarray(x_adv, np.float64).reshape(len(x), -1) - x
     l0 = (np.abs(delta) > l0_tolerance).sum(axis=1)
-    return {"l0": l0.astype(np.float64), "l0_fraction": l0 / delta.shape[1], "l2": np.sqrt((delta ** 2).sum(axis=1)),
-            "linf": np.abs(delta).max(axis=1) if delta.shape[1] else np.zeros(len(x))}
+    l2 = np.sqrt((delta ** 2).sum(axis=1))
+    norms = np.sqrt((x ** 2).sum(axis=1))
+    return {"l0": l0.astype(np.float64), "l0_fraction": l0 / delta.shape[1], "l1": np.abs(delta).sum(axis=1), "l2": l2,
+            "linf": np.abs(delta).max(axis=1) if delta.shape[1] else np.zeros(len(x)),
+            "l2_relative": np.divide(l2, norms, out=np.zeros_like(l2), where=norms > 0)}
 
 
 def stats(values):

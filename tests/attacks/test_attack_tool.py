@@ -60,6 +60,21 @@ def test_attack_tool_makes_the_defense_from_the_model(tmp_path, saved_model, tin
     assert record["round_8bit"] is True and record["targeted"] is False
 
 
+def test_attack_tool_records_the_queries_of_a_black_box_attack_and_its_attacker_data(tmp_path, saved_model,
+                                                                                     tiny_mnist_dir):
+    out = tmp_path / "sub.json"
+    result = run_tool(f"--model={saved_model}", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
+                      "--attack=substitute_fgsm", "--eps=0.3", "--rounds=2", "--num_seed=20", "--substitute_epochs=2",
+                      "--num_images=6", "--batch_size=3", "--targets=none", "--passes=1", f"--output={out}")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    # 20 seed images labelled, then the 20 points of one Jacobian augmentation: 40 label queries, shared by all
+    # 6 examples (the substitute is trained once: the second batch finds it cached)
+    assert record["results"]["queries"] == {"mean": 40.0, "median": 40.0, "max": 40, "total": 240}
+    assert record["attacker_data"] == "test images 6..299"  # the seed set is disjoint from the attacked images
+    assert record["attack_settings"]["rounds"] == 2
+
+
 @pytest.fixture(scope="module")
 def cifar_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("attack_tool_cifar") / "cifar.h5"
@@ -68,7 +83,9 @@ def cifar_model(tmp_path_factory):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--attack=deepfool"], "unknown attack 'deepfool'"),
+    (["--attack=nosuch"], "unknown attack 'nosuch'"),
+    (["--attack=pgd", "--backend=cleverhans", "--setting=eot"], "backend=cleverhans cannot run EOT"),
+    (["--attack=square", "--max_queries=0"], "max_queries"),
     (["--attack=pgd", "--eps=8"], "outside [0, 1]"),
     (["--attack=cw_l2", "--eps=0.1"], "does not take the setting 'eps'"),
     (["--attack=pgd", "--model={cifar}"], "takes inputs of shape (32, 32, 3)"),

@@ -200,7 +200,7 @@ def test_user_errors_are_one_line(model, images):
         (lambda: attacks.pgd(model, np.zeros((2, 32, 32, 3), np.float32), y), ModelError, "takes inputs of shape"),
         (lambda: attacks.cw_l2(model, x, y, binary_search_steps=0), ConfigError, "at least 1"),
         (lambda: attacks.jsma_z(model, x, y, theta=0), ConfigError, "theta"),
-        (lambda: attacks.get_attack("deepfool"), ConfigError, "unknown attack 'deepfool'"),
+        (lambda: attacks.get_attack("nosuch"), ConfigError, "unknown attack 'nosuch'"),
     ]
     for call, error, text in cases:
         with pytest.raises(error, match=None) as info:
@@ -208,18 +208,26 @@ def test_user_errors_are_one_line(model, images):
         assert text in str(info.value) and "\n" not in str(info.value)
 
 
+GRADIENT_FREE = {"square", "square_l2", "zoo", "substitute_fgsm", "substitute_cw_l2"}  # they count queries instead
+NO_LOSS_FN = {"jsma_z", "jsma_f", "deepfool", "deepfool_linf", "zoo", "substitute_fgsm", "substitute_cw_l2"}
+
+
 def test_registry_is_complete():
     assert set(attacks.ATTACKS) == {"fgsm", "bim", "mim", "pgd", "pgd_l2", "cw_l2", "cw_pgd", "jsma_z", "jsma_f",
-                                    "hrs_pgd", "hrs_cw_pgd", "hrs_cw_l2"}
+                                    "hrs_pgd", "hrs_cw_pgd", "hrs_cw_l2", "ead", "ead_l1", "deepfool", "deepfool_linf",
+                                    "apgd_ce", "apgd_dlr", "apgd_ce_l2", "apgd_dlr_l2"} | GRADIENT_FREE
     for name, declared in attacks.ATTACKS.items():
         fn = attacks.get_attack(name)
-        assert attacks.settings.accepts(fn, "eot_samples"), name  # every attack works under EOT
         assert attacks.settings.accepts(fn, "targeted") and attacks.settings.accepts(fn, "clip_min"), name
-        assert declared.norm in ("linf", "l2", "l0") and declared.gradient_based, name
+        assert declared.norm in ("linf", "l2", "l1", "l0"), name
+        # every gradient attack works under EOT; the gradient-free ones report the queries they spend
+        assert declared.gradient_based == (name not in GRADIENT_FREE), name
+        assert attacks.settings.accepts(fn, "stats") == (name in GRADIENT_FREE) or name.startswith("apgd"), name
         # every setting a user may give is a keyword of the function (the CLI flags come from these)
         assert set(declared.parameters) <= set(inspect.signature(declared.function).parameters), name
-        # every gradient attack takes a loss_fn, except JSMA whose saliency needs per-class outputs
-        assert attacks.settings.accepts(fn, "loss_fn") == (declared.norm != "l0"), name
+        # a loss_fn everywhere but where the method needs per-class outputs (JSMA's saliency, DeepFool's
+        # linearisation), log-probabilities (ZOO's loss), or only labels (the substitute attacks)
+        assert attacks.settings.accepts(fn, "loss_fn") == (name not in NO_LOSS_FN), name
 
 
 @pytest.mark.parametrize("shape", [(12,), (3, 4)])

@@ -107,6 +107,10 @@ EOT_CASES = {  # small settings: only the number of forward passes is checked
     "cw_l2": dict(binary_search_steps=2, max_iterations=3, abort_early=False), "cw_pgd": dict(eps=0.1, nb_iter=2),
     "jsma_z": dict(gamma=0.25), "jsma_f": dict(gamma=0.25), "hrs_pgd": dict(eps=0.1, nb_iter=2),
     "hrs_cw_pgd": dict(eps=0.1, nb_iter=2), "hrs_cw_l2": dict(),
+    "ead": dict(binary_search_steps=2, max_iterations=3, abort_early=False),
+    "ead_l1": dict(binary_search_steps=2, max_iterations=3, abort_early=False),
+    "deepfool": dict(max_iter=3), "deepfool_linf": dict(max_iter=3),
+    "apgd_ce": dict(nb_iter=3, seed=0), "apgd_dlr": dict(nb_iter=3, seed=0),
 }
 
 
