@@ -29,3 +29,4 @@ run zoo_untargeted_20k --attack=zoo --max_queries=20000 --num_images=10 --target
 run apgd_ce_0.3_100 --attack=apgd_ce --eps=0.3 --nb_iter=100 --num_images=100 --targets=none
 run pgd_0.3_100 --attack=pgd --eps=0.3 --nb_iter=100 --num_images=100 --targets=none
 run substitute_cw_l2_targeted_k20 --attack=substitute_cw_l2 --confidence=20 --num_images=10 --targets=all
+run zoo_targeted --attack=zoo --num_images=3 --targets=all
