@@ -131,13 +131,18 @@ def attack_settings(attack, values):
     return chosen
 
 
-def load_model(path, defense=None, seed=None):
+def load_model(path, defense=None, seed=None, dataset=None):
     """The model in ``path``; with a defense spec, the defended model made from it without training (a wrapped
-    defense, a weight transform, a subset); ConfigError for a defense that must be trained."""
+    defense, a weight transform, a subset); ConfigError for a defense that must be trained. With ``dataset``,
+    ModelError unless the model takes its images and outputs its classes (:func:`evaluation.check_model_fits`)."""
     from hrs_tf import defenses
     from hrs_tf.models import serialization
 
     model = serialization.load_model(path)
+    if dataset is not None:
+        from hrs_tf.evaluation.protocol import check_model_fits
+
+        check_model_fits(model, dataset)
     if defense is None:
         return model
     spec = defenses.parse(defense)

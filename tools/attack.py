@@ -64,8 +64,7 @@ def main(argv):
 
     keras.utils.set_random_seed(FLAGS.seed)
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
-    model = cli.load_model(FLAGS.model, FLAGS.defense)
-    evaluation.check_model_fits(model, dataset)
+    model = cli.load_model(FLAGS.model, FLAGS.defense, dataset=dataset)
     print(f"{dataset.name}: {len(dataset.x_test)} test images from {dataset.source}; model {FLAGS.model}"
           + (f" with defense {FLAGS.defense}" if FLAGS.defense else ""), flush=True)
     result = evaluation.evaluate_protocol(

@@ -58,7 +58,6 @@ def main(argv):
     from hrs_tf.attacks import settings as settings_module
     from hrs_tf.experiments.defensive_dropout import report
     from hrs_tf.experiments.defensive_dropout import search as dd
-    from hrs_tf.models import serialization
 
     if not FLAGS.output.endswith(".json"):
         raise ConfigError(f"--output={FLAGS.output!r} must end in .json")
@@ -80,12 +79,15 @@ def main(argv):
     else:
         if not FLAGS.model or FLAGS.models:
             raise ConfigError("Algorithm 1 takes one --model (use --grid for --models)")
+        if FLAGS["test_rates"].present:
+            raise ConfigError("--test_rates applies to --grid and --histograms; Algorithm 1 raises the test rate by "
+                              "--step from the train rate")
         dd.check_search(FLAGS.epsilon, FLAGS.step)
         models = [(FLAGS.train_rate, FLAGS.model)]
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     print(f"{dataset.name}: {len(dataset.x_test)} test images from {dataset.source}", flush=True)
     log = lambda line: print(line, flush=True)  # noqa: E731
-    evaluators = [dd.Evaluator(serialization.load_model(path), dataset, FLAGS.attack, attack_kwargs, FLAGS.num_images,
+    evaluators = [dd.Evaluator(cli.load_model(path, dataset=dataset), dataset, FLAGS.attack, attack_kwargs, FLAGS.num_images,
                                FLAGS.accuracy_images, FLAGS.repeats, FLAGS.passes, FLAGS.batch_size, FLAGS.seed,
                                train_rate=rate, progress=log, setting=FLAGS.setting, eot_samples=FLAGS.eot_samples)
                   for rate, path in models]
@@ -122,14 +124,13 @@ def histograms():
     from hrs_tf.evaluation import des
     from hrs_tf.experiments.defensive_dropout import report
     from hrs_tf.experiments.defensive_dropout import search as dd
-    from hrs_tf.models import serialization
 
     if not FLAGS.model or FLAGS.grid or FLAGS.models:
         raise ConfigError("--histograms takes one --model (not --grid / --models)")
     checks.count(FLAGS.gradient_samples, "gradient_samples", minimum=2)
     rates = [checks.rate(t, "test rate") for t in FLAGS.test_rates]
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
-    model = serialization.load_model(FLAGS.model)
+    model = cli.load_model(FLAGS.model, dataset=dataset)
     x, target = des.histogram_image(dataset)
     print(f"{dataset.name}: gradients of test image 0 toward class {int(target[0])}, {FLAGS.gradient_samples} passes per "
           f"panel", flush=True)

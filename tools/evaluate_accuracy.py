@@ -19,10 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from hrs_tf import cli, data, fileio, models, training  # noqa: E402
+from hrs_tf import checks, cli, data, fileio, models, training  # noqa: E402
 from hrs_tf.defenses import hrs  # noqa: E402
-from hrs_tf.errors import ConfigError, ModelError  # noqa: E402
+from hrs_tf.errors import ConfigError  # noqa: E402
 from hrs_tf.evaluation import metrics  # noqa: E402
+from hrs_tf.layers import stochastic  # noqa: E402
 
 flags.DEFINE_string("model", None, "A whole-model file (.h5 / .keras).")
 flags.DEFINE_string("defense", None, "Defense spec made from --model without training, e.g. sap or dropout:0.3.")
@@ -36,6 +37,8 @@ flags.DEFINE_list("path", None, "--digest: realisation per pinnable layer (HRS: 
                   "(default 0 in every one).")
 cli.define_listing_flags("defenses")
 flags.DEFINE_string("output", None, "Optional JSON result file.")
+flags.DEFINE_integer("seed", 0, "Seed of every random draw of the evaluation (stochastic layers): the same command "
+                     "gives the same number.")
 FLAGS = flags.FLAGS
 
 
@@ -57,11 +60,10 @@ def main(argv):
     if FLAGS.defense and not FLAGS.model:
         raise ConfigError("--defense is made from a --model")
     if FLAGS.model:
-        model = cli.load_model(FLAGS.model, FLAGS.defense)
+        model = cli.load_model(FLAGS.model, FLAGS.defense, dataset=dataset)
     else:
         model = hrs.load_published_hrs(FLAGS.hrs_weights_dir, models.architecture_for(dataset, FLAGS.arch))
-    if tuple(model.input_shape[1:]) != dataset.input_shape:
-        raise ModelError(f"model takes inputs {tuple(model.input_shape[1:])}, data set {dataset.name!r} has {dataset.input_shape}")
+    stochastic.reseed(model, checks.count(FLAGS.seed, "seed"))
     n = FLAGS.num_images or len(dataset.x_test)
     x, y = data.first_test_images(dataset, n)
     result = metrics.clean_accuracy(model, x, y, FLAGS.repeats)
@@ -75,7 +77,8 @@ def main(argv):
     if FLAGS.output:
         fileio.write_json(FLAGS.output, {"kind": "clean_accuracy", "model": FLAGS.model, "defense": FLAGS.defense,
                                          "hrs_weights_dir": FLAGS.hrs_weights_dir,
-                                         "dataset": dataset.name, "num_images": n, "accuracy": result,
+                                         "dataset": dataset.name, "num_images": n, "seed": FLAGS.seed,
+                                         "accuracy": result,
                                          "logits_sha256": digest, "path": FLAGS.path,
                                          "versions": training.versions()})
 

@@ -255,8 +255,8 @@ def apgd_dlr(model, x, y=None, targeted=False, eps=0.3, nb_iter=100, norm=np.inf
 
 PARAMETERS = {
     "eps": Parameter("fraction", "L-inf bound in [0, 1] pixel units, e.g. 0.3 or 8/255"),
-    "nb_iter": Parameter("int", "iterations N_iter (gradient passes: N_iter + 1 per restart)"),
-    "n_restarts": Parameter("int", "random restarts (each on the examples not yet successful)"),
+    "nb_iter": Parameter("int", "iterations N_iter (gradient passes: N_iter + 1 per restart)", minimum=1),
+    "n_restarts": Parameter("int", "random restarts (each on the examples not yet successful)", minimum=1),
     "rho": Parameter("float", "checkpoint condition 1: halve eta if the loss rose in fewer than rho of the steps"),
     "rand_init": Parameter("bool", "start at a uniform random point of the eps-ball (AutoAttack always does)"),
 }

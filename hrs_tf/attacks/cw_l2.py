@@ -104,8 +104,8 @@ def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, 
 PARAMETERS = {
     "confidence": Parameter("float", "C&W confidence kappa on the logit margin"),
     "learning_rate": Parameter("float", "Adam learning rate"),
-    "binary_search_steps": Parameter("int", "binary-search steps on the constant c"),
-    "max_iterations": Parameter("int", "Adam iterations per constant"),
+    "binary_search_steps": Parameter("int", "binary-search steps on the constant c", minimum=1),
+    "max_iterations": Parameter("int", "Adam iterations per constant", minimum=1),
     "initial_const": Parameter("float", "initial constant c"),
     "abort_early": Parameter("bool", "stop a constant's optimisation when the loss stalls"),
 }

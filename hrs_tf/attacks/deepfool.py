@@ -186,9 +186,9 @@ def robustness(x, x_adv, norm=2):
 
 
 PARAMETERS = {
-    "nb_candidate": Parameter("int", "DeepFool: classes considered (the largest logits of the original image)"),
+    "nb_candidate": Parameter("int", "DeepFool: classes considered (the largest logits of the original image)", minimum=1),
     "overshoot": Parameter("float", "DeepFool: the perturbation is scaled by 1 + overshoot"),
-    "max_iter": Parameter("int", "DeepFool: largest number of linearised steps"),
+    "max_iter": Parameter("int", "DeepFool: largest number of linearised steps", minimum=1),
 }
 declare("deepfool", deepfool, norm="l2", summary="DeepFool: iterated step to the nearest linearised boundary (L2)",
         reference="Moosavi-Dezfooli et al. 2016, Algorithm 2", parameters=PARAMETERS)

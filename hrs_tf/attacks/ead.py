@@ -169,8 +169,8 @@ PARAMETERS = {
     "beta": Parameter("float", "EAD L1 weight beta (the shrinkage threshold, pixel units)"),
     "confidence": Parameter("float", "C&W confidence kappa on the logit margin"),
     "learning_rate": Parameter("float", "ISTA step size (square-root decay over the iterations)"),
-    "binary_search_steps": Parameter("int", "binary-search steps on the constant c"),
-    "max_iterations": Parameter("int", "FISTA iterations per constant"),
+    "binary_search_steps": Parameter("int", "binary-search steps on the constant c", minimum=1),
+    "max_iterations": Parameter("int", "FISTA iterations per constant", minimum=1),
     "initial_const": Parameter("float", "initial constant c"),
     "abort_early": Parameter("bool", "stop a constant's optimisation when the loss stalls"),
 }

@@ -27,7 +27,7 @@ LEARNING_RATE = 0.1
 NB_ITER = 100
 PARAMETERS = {
     "eps": Parameter("fraction", "L-inf bound in [0, 1] pixel units, e.g. 0.3 or 8/255"),
-    "nb_iter": Parameter("int", "iterations"),
+    "nb_iter": Parameter("int", "iterations", minimum=1),
     "learning_rate": Parameter("float", "Adam learning rate"),
 }
 

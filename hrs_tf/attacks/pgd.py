@@ -22,7 +22,7 @@ from hrs_tf.attacks.registry import Parameter, declare
 PARAMETERS = {
     "eps": Parameter("fraction", "L-inf bound in [0, 1] pixel units, e.g. 0.3 or 8/255"),
     "eps_iter": Parameter("amount", "step size per iteration (fractions accepted)"),
-    "nb_iter": Parameter("int", "iterations"),
+    "nb_iter": Parameter("int", "iterations", minimum=1),
     "rand_init": Parameter("bool", "uniform random start in the eps-ball"),
 }
 

@@ -32,11 +32,13 @@ class Parameter:
     """A user setting of an attack: ``kind`` decides how its command-line text is read.
 
     ``fraction``: a pixel amount in [0, 1], ``8/255`` accepted; ``amount``: any non-negative number (an L2
-    radius), fractions accepted; ``int``, ``float``, ``bool``.
+    radius), fractions accepted; ``int`` (at least ``minimum``: a count that must be 1 or more, such as a number
+    of iterations, is refused at 0 instead of silently doing nothing), ``float``, ``bool``.
     """
 
     kind: str
     help: str
+    minimum: int = 0
 
     def parse(self, value, name):
         if self.kind == "fraction":
@@ -44,7 +46,7 @@ class Parameter:
         if self.kind == "amount":
             return checks.nonnegative(value, name)
         if self.kind == "int":
-            return checks.count(value, name)
+            return checks.count(value, name, minimum=self.minimum)
         if self.kind == "float":
             return checks.number(value, name)
         if isinstance(value, str):

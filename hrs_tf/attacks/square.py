@@ -304,7 +304,7 @@ def square_l2(model, x, y=None, targeted=False, eps=2.0, max_queries=5000, p_ini
 
 PARAMETERS = {
     "eps": Parameter("fraction", "L-inf bound in [0, 1] pixel units, e.g. 0.3 or 8/255"),
-    "max_queries": Parameter("int", "query budget per example (clean check and init included)"),
+    "max_queries": Parameter("int", "query budget per example (clean check and init included)", minimum=1),
     "p_init": Parameter("float", "initial fraction of pixels in a square, in (0, 1]"),
 }
 declare("square", square, norm="linf", summary="score-based random search with square updates at the ball's "

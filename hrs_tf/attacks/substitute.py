@@ -317,11 +317,11 @@ def substitute_cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_
 
 
 SUBSTITUTE_PARAMETERS = {
-    "rounds": Parameter("int", "substitute training rounds rho (Papernot Algorithm 1; the seed set doubles between rounds)"),
+    "rounds": Parameter("int", "substitute training rounds rho (Papernot Algorithm 1; the seed set doubles between rounds)", minimum=1),
     "lmbda": Parameter("float", "Jacobian augmentation step lambda in pixel units"),
-    "tau": Parameter("int", "lambda's sign flips every tau augmentations"),
-    "num_seed": Parameter("int", "seed images the substitute starts from"),
-    "substitute_epochs": Parameter("int", "substitute training epochs per round"),
+    "tau": Parameter("int", "lambda's sign flips every tau augmentations", minimum=1),
+    "num_seed": Parameter("int", "seed images the substitute starts from", minimum=1),
+    "substitute_epochs": Parameter("int", "substitute training epochs per round", minimum=1),
     "substitute_seed": Parameter("int", "seed of the substitute's initialisation and shuffling"),
 }
 declare("substitute_fgsm", substitute_fgsm, norm="linf",

@@ -318,12 +318,12 @@ def zoo(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, bi
 PARAMETERS = {
     "confidence": Parameter("float", "C&W confidence kappa on the log-probability margin"),
     "learning_rate": Parameter("float", "ADAM learning rate (the paper's 1e-2)"),
-    "binary_search_steps": Parameter("int", "binary-search steps on the constant c"),
-    "max_iterations": Parameter("int", "coordinate-ADAM iterations per constant"),
+    "binary_search_steps": Parameter("int", "binary-search steps on the constant c", minimum=1),
+    "max_iterations": Parameter("int", "coordinate-ADAM iterations per constant", minimum=1),
     "initial_const": Parameter("float", "initial constant c"),
     "abort_early": Parameter("bool", "stop an example's optimisation for a constant when its loss stalls"),
-    "max_queries": Parameter("int", "query budget per example (2 * batch_coordinates + 1 per iteration)"),
-    "batch_coordinates": Parameter("int", "coordinates estimated and updated per iteration (the paper's 128)"),
+    "max_queries": Parameter("int", "query budget per example (2 * batch_coordinates + 1 per iteration)", minimum=1),
+    "batch_coordinates": Parameter("int", "coordinates estimated and updated per iteration (the paper's 128)", minimum=1),
     "reduced_size": Parameter("int", "attack-space side r (an r x r x C grid upsampled bilinearly); 0 = full space"),
 }
 declare("zoo", zoo, norm="l2", summary="ZOO-ADAM: coordinate-wise finite differences on log probabilities, "

@@ -129,12 +129,19 @@ def make_pairs(labels, targets="all", seed=0, num_classes=10):
 
 
 def check_model_fits(model, dataset):
-    """ModelError unless the model's input shape is the data set's image shape."""
+    """ModelError unless the model takes the data set's images and outputs one score per class of it (the one
+    check of a loaded model against a data set, run by every tool that evaluates a model on one)."""
+    name = getattr(model, "name", "?")
     shape = common.model_input_shape(model)
     if shape is not None and (len(shape) != len(dataset.input_shape) or
                               any(s is not None and s != d for s, d in zip(shape, dataset.input_shape))):
-        raise ModelError(f"model {getattr(model, 'name', '?')!r} takes inputs of shape {tuple(shape)}, "
+        raise ModelError(f"model {name!r} takes inputs of shape {tuple(shape)}, "
                          f"but {dataset.name} images have shape {dataset.input_shape}")
+    output = getattr(model, "output_shape", None)
+    if isinstance(output, tuple) and len(output) == 2 and output[-1] is not None and output[-1] != dataset.num_classes:
+        raise ModelError(f"model {name!r} outputs {output[-1]} classes, but {dataset.name} has {dataset.num_classes}")
+    if isinstance(output, tuple) and len(output) != 2:
+        raise ModelError(f"model {name!r} outputs shape {output}; expected (batch, {dataset.num_classes}) class scores")
 
 
 def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", setting="whitebox", eot_samples=10,
@@ -160,6 +167,11 @@ def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", set
     passes = checks.count(passes, "passes", minimum=1)
     x, y = data_module.first_test_images(dataset, num_images)
     report = _progress(progress)
+    note = None
+    if setting != "whitebox" and not stochastic.is_stochastic(model):
+        note = (f"model {getattr(model, 'name', '?')!r} has no stochastic layer: setting {setting!r} changes nothing "
+                "(every pass is the same); the result equals whitebox")
+        report(f"note: {note}")
     started = time.time()
     with stochastic.randomness(model, judged_in):
         clean_probabilities = scoring.predict_probabilities(model, x, passes, eval_batch_size)
@@ -197,6 +209,7 @@ def evaluate_protocol(model, dataset, attack, num_images=100, targets="all", set
         "targets": targets,
         "targeted": targeted,
         "setting": setting,
+        "setting_note": note,
         "eot_samples": int(eot_samples) if setting == "eot" else None,
         "fixed": _jsonable(fixed) if setting == "fixed" else None,
         "judged_in": judged_in,

@@ -128,6 +128,18 @@ def walk(model):
     return found
 
 
+def reseed(model, seed):
+    """Restarts the seed generator of every layer inside ``model`` that has one (stochastic layers at any
+    depth, Keras dropout) from ``seed`` and the layer's position: the draws that follow depend only on ``seed``,
+    so an evaluation repeated with the same seed gives the same number."""
+    import numpy as np
+
+    for i, layer in enumerate(walk(model)):
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            generator.state.assign(np.array([int(seed), i * 1_000_003], np.int64).astype(generator.state.dtype))
+
+
 def stochastic_layers(model):
     """Every :class:`StochasticLayer` inside ``model``, at any depth, in layer order."""
     return [layer for layer in walk(model) if isinstance(layer, StochasticLayer)]

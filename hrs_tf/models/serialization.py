@@ -39,6 +39,8 @@ def load_model(path):
     plugins.load()
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ModelError(f"model file {path!r} is a directory; give the .h5 / .keras file inside it")
     if not os.path.isfile(path):
         raise ModelError(f"model file {path!r} does not exist")
     if path.endswith(".h5") and not h5py.is_hdf5(path):

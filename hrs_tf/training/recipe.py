@@ -69,21 +69,50 @@ class EpochLog(keras.callbacks.Callback):
         self.epochs.append(record)
 
 
+class StepProgress(keras.callbacks.Callback):
+    """One plain line every ``every_seconds`` inside an epoch: steps done, rate and the time left in the epoch
+    (readable in a log file, unlike a progress bar); Keras's own ``verbose=2`` line ends each epoch."""
+
+    def __init__(self, every_seconds=15.0, out=None):
+        super().__init__()
+        self.every_seconds = float(every_seconds)
+        self.out = out or (lambda line: print(line, flush=True))
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
+        self._start = self._last = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.time()
+        if now - self._last < self.every_seconds:
+            return
+        self._last = now
+        done, total = batch + 1, self.params.get("steps")
+        rate = done / max(now - self._start, 1e-9)
+        left = f", about {(total - done) / rate:.0f} s left in the epoch" if total else ""
+        of = f"/{total}" if total else ""
+        self.out(f"  epoch {self._epoch}/{self.params.get('epochs')}: {done}{of} steps, {rate:.1f} steps/s{left}")
+
+
 def fit(model, x, y, epochs, batch_size=REFERENCE_BATCH_SIZE, learning_rate=REFERENCE_LEARNING_RATE,
-        seed=0, monitor=None, verbose=2, callbacks=()):
+        seed=0, monitor=None, verbose=2, callbacks=(), progress_seconds=15.0):
     """Trains ``model`` with the reference recipe; returns the per-epoch log (list of dicts).
 
     ``seed`` fixes weight initialisation order-independently only if the model is built after
     :func:`keras.utils.set_random_seed`; it always fixes the shuffling and dropout masks here.
     ``monitor`` = (x_test, y_test) adds ``val_loss`` / ``val_accuracy`` to each epoch's record.
+    With ``verbose=2`` (one line per epoch, the tools' setting) a :class:`StepProgress` line also appears every
+    ``progress_seconds`` inside an epoch.
     """
     check_training_settings(epochs, batch_size, learning_rate)
     keras.utils.set_random_seed(seed)
     compile_reference(model, learning_rate)
     log = EpochLog()
+    progress = [StepProgress(progress_seconds)] if verbose == 2 else []
     model.fit(
         x, y, batch_size=int(batch_size), epochs=int(epochs), shuffle=True, validation_data=monitor,
-        verbose=verbose, callbacks=[log, *callbacks],
+        verbose=verbose, callbacks=[log, *progress, *callbacks],
     )
     return log.epochs
 

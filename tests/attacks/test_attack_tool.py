@@ -30,8 +30,11 @@ def test_attack_tool_writes_results(tmp_path, saved_model, tiny_mnist_dir):
                       "--passes=2", "--batch_size=10", "--seed=5", f"--output={out}")
     assert result.returncode == 0, result.stderr
     assert "[cw_pgd eot] batch 3/3: 27/27 examples" in result.stdout  # progress per batch
+    # said once: EOT on a model without randomness changes nothing
+    assert result.stdout.count("has no stochastic layer: setting 'eot' changes nothing") == 1
     record = json.loads(out.read_text())
     assert record["attack"] == "cw_pgd" and record["setting"] == "eot" and record["eot_samples"] == 2
+    assert "has no stochastic layer" in record["setting_note"]
     assert record["attack_settings"] == {"eps": pytest.approx(64 / 255)}
     assert record["command_line"]["eps"] == "64/255" and record["seed"] == 5
     assert record["targets"] == "all" and record["results"]["num_examples"] == 27 and record["passes"] == 2

@@ -127,6 +127,10 @@ def test_every_attack_is_declared_once_with_its_settings_as_flags():
     with pytest.raises(ConfigError, match="attack 'fgsm' does not take the setting 'nb_iter'; it takes eps"):
         cli.attack_settings("fgsm", values)
     values.unparse_flags()
+    values(["prog", "--nb_iter=0"])  # a count that would make the attack do nothing is refused, not run
+    with pytest.raises(ConfigError, match="nb_iter=0 must be at least 1"):
+        cli.attack_settings("pgd", values)
+    values.unparse_flags()
     values(["prog", "--confidence=2", "--max_iterations=50"])
     assert cli.attack_settings("cw_l2", values) == {"confidence": 2.0, "max_iterations": 50}
     values.unparse_flags()

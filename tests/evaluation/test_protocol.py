@@ -135,3 +135,23 @@ def test_harness_errors(real_mnist):
     assert stochastic.parse_fixed("0,2") == (0, 2) and stochastic.parse_fixed("off") == "off"
     with pytest.raises(ConfigError, match="fixed='zero' must be off, pinned or a path"):
         stochastic.parse_fixed("zero")
+
+
+def test_a_model_must_fit_the_data_set_in_shape_and_classes(tmp_path, real_mnist):
+    from hrs_tf import cli
+    from hrs_tf.models import serialization
+
+    inputs = keras.Input((28, 28, 1))
+    five = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs)), name="five")
+    with pytest.raises(ModelError, match="model 'five' outputs 5 classes, but mnist has 10"):
+        evaluation.check_model_fits(five, real_mnist)
+    path = tmp_path / "five.h5"
+    serialization.save_model(five, path)
+    with pytest.raises(ModelError, match="outputs 5 classes"):  # every tool loads through cli.load_model
+        cli.load_model(path, dataset=real_mnist)
+    ten = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    evaluation.check_model_fits(ten, real_mnist)  # fits: no error
+    small_inputs = keras.Input((8, 8, 1))
+    small = keras.Model(small_inputs, keras.layers.Dense(10)(keras.layers.Flatten()(small_inputs)), name="small")
+    with pytest.raises(ModelError, match=r"model 'small' takes inputs of shape \(8, 8, 1\)"):
+        evaluation.check_model_fits(small, real_mnist)

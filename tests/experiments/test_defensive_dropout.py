@@ -200,6 +200,10 @@ def test_defensive_dropout_tool(tmp_path, small_model, tiny_mnist_dir):
     assert failed.returncode == 2 and failed.stderr.strip().splitlines()[-1] == \
         "error: --setting='magic' is not one of whitebox, eot, fixed"
     assert not fresh.parent.exists()
+    # A flag that would do nothing here is refused, not ignored.
+    failed = run_tool(*[a for a in args if not a.startswith("--output")], "--test_rates=0.5", f"--output={fresh}")
+    assert failed.returncode == 2 and "--test_rates applies to --grid and --histograms" in failed.stderr
+    assert not fresh.parent.exists()
     # An EOT run is a different experiment: refused against the white-box results in the same file.
     refused = run_tool(*args, "--setting=eot", "--eot_samples=2")
     assert refused.returncode == 2 and "setting: None there vs 'eot' now" in refused.stderr and out.read_text() == before

@@ -203,6 +203,9 @@ def test_bad_settings_are_refused(hrs_3x2):
         hrs.switches(hrs_3x2)[0].set_randomness("sometimes")
     with pytest.raises(ConfigError, match="1 to 3 blocks"):
         hrs.parse_channels("2,2,2,2")
+    for text in (["a", "b"], "a,b"):  # a list flag's items as well as text (was a ValueError traceback)
+        with pytest.raises(ConfigError, match="is not a list of channel counts like 5,5"):
+            hrs.parse_channels(text)
     with pytest.raises(ModelError, match="no RandomSwitch"):
         hrs.infer_architecture(models.build_base_model("mnist"))
     assert hrs.parse_channels("test_hrs[10][10]") == (10, 10) and hrs.parse_channels("5x5x5") == (5, 5, 5)

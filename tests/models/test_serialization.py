@@ -67,6 +67,8 @@ def test_save_is_atomic_and_checks_extension(tmp_path, mnist_model):
 def test_load_model_errors_name_the_file(tmp_path, mnist_model):
     with pytest.raises(ModelError, match="does not exist"):
         serialization.load_model(tmp_path / "nope.h5")
+    with pytest.raises(ModelError, match="is a directory; give the .h5 / .keras file inside it"):
+        serialization.load_model(tmp_path)
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not hdf5 at all")
     with pytest.raises(ModelError, match="bad.h5.*not an HDF5 file"):

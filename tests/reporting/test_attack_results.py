@@ -16,9 +16,9 @@ def test_table_rows_come_from_the_scores_of_a_protocol_run(tmp_path):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = rng.random((8, 4, 4, 1)).astype(np.float32)
-    dataset = data_module.Dataset("toy", x, np.zeros(8, np.int64), x, rng.integers(0, 3, 8), "synthetic")
+    dataset = data_module.Dataset("toy", x, np.zeros(8, np.int64), x, rng.integers(0, 10, 8), "synthetic")
     inputs = keras.Input((4, 4, 1))
-    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
     record = protocol.evaluate_protocol(model, dataset, "square", num_images=4, targets="none", passes=1,
                                         progress=False, eps=0.5, max_queries=30, seed=0)
     path = tmp_path / "square.json"

@@ -99,3 +99,19 @@ def test_train_base_tool_missing_data_and_bad_output(tmp_path):
     assert result.returncode != 0 and "mnist not found" in result.stderr and not (tmp_path / "m.h5").exists()
     result = run_tool("--dataset=mnist", f"--output={tmp_path / 'm.txt'}")
     assert result.returncode != 0 and "must end in .h5" in result.stderr
+
+
+def test_progress_lines_inside_an_epoch_give_steps_rate_and_time_left(capsys):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(10)(inputs))
+    x = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+    y = np.arange(40) % 10
+    training.fit(model, x, y, epochs=2, batch_size=10, seed=0, verbose=2, progress_seconds=0.0)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  epoch ")]
+    # every step of both epochs reports (interval 0 s), with the steps done of 4, a rate and the time left
+    assert [line.split(":")[0] for line in lines] == ["  epoch 1/2"] * 4 + ["  epoch 2/2"] * 4
+    assert [line.split(": ")[1].split(" ")[0] for line in lines[:4]] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all("steps/s" in line and "s left in the epoch" in line for line in lines)
+    training.fit(model, x, y, epochs=1, batch_size=10, seed=0, verbose=0, progress_seconds=0.0)
+    assert "  epoch " not in capsys.readouterr().out  # quiet runs stay quiet

@@ -17,14 +17,14 @@ from hrs_tf.models import serialization
 def parse_channels(text):
     """``"5,5"`` / ``"10x10"`` / ``[5, 5]`` / ``"test_hrs[10][10]"`` -> ``(5, 5)`` (1 to 3 blocks)."""
     if isinstance(text, (list, tuple)):
-        counts = tuple(int(c) for c in text)
+        found = [str(c).strip() for c in text]
     else:
         s = str(text)
         found = re.findall(r"\[(\d+)\]", s) if "[" in s else re.split(r"[,x*\s]+", s.strip())
-        try:
-            counts = tuple(int(c) for c in found if c != "")
-        except ValueError:
-            raise ConfigError(f"channels {text!r} is not a list of channel counts like 5,5") from None
+    try:
+        counts = tuple(int(c) for c in found if c != "")
+    except ValueError:
+        raise ConfigError(f"channels {text!r} is not a list of channel counts like 5,5") from None
     if not 1 <= len(counts) <= 3 or min(counts) < 1:
         raise ConfigError(f"channels {text!r}: need 1 to 3 blocks, each with at least one channel")
     return counts
