@@ -204,6 +204,15 @@ class ConstantSearch:
 
     NO_UPPER_BOUND = 1e10
 
+    @staticmethod
+    def check_settings(confidence, learning_rate, binary_search_steps, max_iterations, initial_const):
+        """The checked settings every C&W-style attack takes: ``(kappa, learning_rate, binary_search_steps,
+        max_iterations, initial_const)``; ConfigError (one line) naming the first bad one."""
+        return (checks.nonnegative(confidence, "confidence"), checks.positive(learning_rate, "learning_rate"),
+                checks.count(binary_search_steps, "binary_search_steps", minimum=1),
+                checks.count(max_iterations, "max_iterations", minimum=1),
+                checks.positive(initial_const, "initial_const"))
+
     def __init__(self, initial_const, n, steps):
         self.steps = steps
         self.lower = np.zeros(n)

@@ -38,11 +38,8 @@ def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, 
           max_iterations=1000, abort_early=True, initial_const=1e-3, eot_samples=1, loss_fn=None, clip_min=0.0,
           clip_max=1.0):
     """C&W L2; ``y`` = target if ``targeted`` else true label (None: prediction). Returns numpy images."""
-    kappa = checks.nonnegative(confidence, "confidence")
-    learning_rate = checks.positive(learning_rate, "learning_rate")
-    binary_search_steps = checks.count(binary_search_steps, "binary_search_steps", minimum=1)
-    max_iterations = checks.count(max_iterations, "max_iterations", minimum=1)
-    initial_const = checks.positive(initial_const, "initial_const")
+    kappa, learning_rate, binary_search_steps, max_iterations, initial_const = common.ConstantSearch.check_settings(
+        confidence, learning_rate, binary_search_steps, max_iterations, initial_const)
     eot_samples = checks.count(eot_samples, "eot_samples", minimum=1)
     x, y, _ = common.prepare(model, x, y, targeted, "cw_l2", clip_min, clip_max)
     objective = gradients.objective_or_loss(gradients.carlini_wagner(targeted, kappa), loss_fn, targeted)

@@ -94,11 +94,8 @@ def ead(model, x, y=None, targeted=False, beta=1e-2, decision_rule="EN", confide
     beta = checks.nonnegative(beta, "beta")
     rule = decision_rule.strip().upper() if isinstance(decision_rule, str) else decision_rule
     rule = checks.choice(rule, "decision_rule", DECISION_RULES)
-    kappa = checks.nonnegative(confidence, "confidence")
-    learning_rate = checks.positive(learning_rate, "learning_rate")
-    binary_search_steps = checks.count(binary_search_steps, "binary_search_steps", minimum=1)
-    max_iterations = checks.count(max_iterations, "max_iterations", minimum=1)
-    initial_const = checks.positive(initial_const, "initial_const")
+    kappa, learning_rate, binary_search_steps, max_iterations, initial_const = common.ConstantSearch.check_settings(
+        confidence, learning_rate, binary_search_steps, max_iterations, initial_const)
     eot_samples = checks.count(eot_samples, "eot_samples", minimum=1)
     clip_min, clip_max = common.check_box(clip_min, clip_max)
     x, y, _ = common.prepare(model, x, y, targeted, "ead", clip_min, clip_max)

@@ -302,11 +302,8 @@ def substitute_cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_
     ``y`` = target if ``targeted`` else true label (None: the substitute's prediction, no oracle query).
     Examples where C&W fails on the substitute come back unchanged.
     """
-    kappa = checks.nonnegative(confidence, "confidence")
-    learning_rate = checks.positive(learning_rate, "learning_rate")
-    binary_search_steps = checks.count(binary_search_steps, "binary_search_steps", minimum=1)
-    max_iterations = checks.count(max_iterations, "max_iterations", minimum=1)
-    initial_const = checks.positive(initial_const, "initial_const")
+    kappa, learning_rate, binary_search_steps, max_iterations, initial_const = common.ConstantSearch.check_settings(
+        confidence, learning_rate, binary_search_steps, max_iterations, initial_const)
     x, substitute, queries = _substitute_for(model, x, y, targeted, "substitute_cw_l2", rounds, lmbda, tau, num_seed,
                                              substitute_epochs, substitute_seed, seed_images, clip_min, clip_max)
     x_adv = _cw_l2(substitute, x, y, targeted=targeted, confidence=kappa, learning_rate=learning_rate,

@@ -258,11 +258,8 @@ def zoo(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, bi
         h=H, abort_early=True, query_batch_size=None, seed=None, clip_min=0.0, clip_max=1.0, stats=None):
     """ZOO-ADAM (Algorithm 2); ``y`` = target if ``targeted`` else true label (None: prediction). ``stats`` (a
     dict) receives ``"queries"``: images of each example sent through the model. Returns numpy images."""
-    kappa = checks.nonnegative(confidence, "confidence")
-    learning_rate = checks.positive(learning_rate, "learning_rate")
-    binary_search_steps = checks.count(binary_search_steps, "binary_search_steps", minimum=1)
-    max_iterations = checks.count(max_iterations, "max_iterations", minimum=1)
-    initial_const = checks.positive(initial_const, "initial_const")
+    kappa, learning_rate, binary_search_steps, max_iterations, initial_const = common.ConstantSearch.check_settings(
+        confidence, learning_rate, binary_search_steps, max_iterations, initial_const)
     batch = checks.count(batch_coordinates, "batch_coordinates", minimum=1)
     cost = 2 * batch + 1
     max_queries = checks.count(max_queries, "max_queries", minimum=1)
