@@ -9,6 +9,7 @@ registry listings.
 - :func:`load_model` loads a model file and, with a defense spec, makes the defended model from it.
 """
 
+import os
 import sys
 
 from absl import app, flags
@@ -66,7 +67,7 @@ def define_training_flags(epochs_help="Training epochs (default: the defense's r
     """The reference recipe's settings: architecture, train-time dropout, epochs, batch size, learning rate, seed."""
     from hrs_tf import training
 
-    flags.DEFINE_string("arch", None, "Architecture: mnist, cifar10 or rs_mnist (default: the data set's own).")
+    flags.DEFINE_string("arch", None, "Architecture: mnist, cifar10, rs_mnist or one a plug-in registers, e.g. hash_mnist (default: the data set's own).")
     flags.DEFINE_float("dropout_rate", None, "Train-time dropout after FC1 (default: 0.3 MNIST, 0.7 CIFAR-10).")
     flags.DEFINE_list("epochs", None, epochs_help)
     flags.DEFINE_integer("batch_size", training.REFERENCE_BATCH_SIZE, "Mini-batch size.")
@@ -152,3 +153,16 @@ def load_model(path, defense=None, seed=None, dataset=None):
         raise ConfigError(f"defense {spec.text!r} is {spec.make}; train it (tools/train_baseline.py) and give the "
                           "trained model without --defense")
     return spec.apply(model, seed=seed)
+
+
+def parse_named_paths(items, flag="use_model"):
+    """``{name: path}`` from ``NAME=PATH`` items of a multi-string flag (every path must exist)."""
+    named = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--{flag}={item!r} must be NAME=PATH")
+        if not os.path.exists(path):
+            raise ConfigError(f"--{flag}: {path!r} does not exist")
+        named[name] = path
+    return named

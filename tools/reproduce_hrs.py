@@ -44,18 +44,6 @@ cli.define_listing_flags("defenses")
 FLAGS = flags.FLAGS
 
 
-def parse_existing(items):
-    existing = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--use_model={item!r} must be NAME=PATH")
-        if not os.path.exists(path):
-            raise ConfigError(f"--use_model: {path!r} does not exist")
-        existing[name] = path
-    return existing
-
-
 def parse_epochs(items):
     epochs = []
     for item in items:
@@ -69,7 +57,7 @@ def parse_epochs(items):
 def main(argv):
     from hrs_tf import defenses
 
-    existing = parse_existing(FLAGS.use_model)
+    existing = cli.parse_named_paths(FLAGS.use_model, "use_model")
     specs = tuple(spec.text for spec in defenses.parse_list(FLAGS.defenses)) if FLAGS.defenses else None
     epochs = parse_epochs(FLAGS.epochs)
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)

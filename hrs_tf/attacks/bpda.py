@@ -114,3 +114,16 @@ def bpda(model, replacements=None):
             else:
                 object.__delattr__(layer, "call")
         gradients.bump_generation()
+
+
+def through_bpda(attack, replacements=None):
+    """``attack`` crafted inside :func:`bpda` on its model (the layers' declared surrogates when ``replacements`` is
+    None): a wrapper like EOT and fixed randomness, usable wherever an attack function is (e.g. the protocol)."""
+    import functools
+
+    @functools.wraps(attack)
+    def wrapped(model, x, y, *args, **kwargs):
+        with bpda(model, replacements):
+            return attack(model, x, y, *args, **kwargs)
+
+    return wrapped

@@ -54,11 +54,13 @@ def make(spec, dataset, output, base_model=None, epochs=None, seed=0, eval_repea
             source_model, base_model = source.load(source_path), source_path
         model = spec.apply(source_model, seed=None)
         record = {"base_model": str(base_model), "retrained": False}
-        if spec.make == registry.INSTALLED:
-            model, trained = spec.defense.fit(spec.args, dataset, epochs=_epochs(spec, epochs), seed=seed,
-                                              verbose=verbose, log=log, source_model=model, **settings)
-            record.update(trained, retrained=True)
-        serialization.save_model(model, output)
+        if spec.make == registry.INSTALLED:  # fine-tuned by its defense's (resumable) trainer, written at output
+            spec.train(dataset, output, epochs=_epochs(spec, epochs), seed=seed, verbose=verbose, log=log,
+                       source_model=model, **settings)
+            model = spec.load(output)
+            record.update(spec.defense.record(output) or {}, retrained=True)
+        else:
+            serialization.save_model(model, output)
     record.update(kind="defended_model", defense=spec.text, label=spec.label, make=spec.make,
                   dataset=dataset.name, data_source=dataset.source, num_params=count_params(model),
                   clean_accuracy=metrics.clean_accuracy(model, dataset.x_test, dataset.y_test, eval_repeats),

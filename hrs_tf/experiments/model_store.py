@@ -20,7 +20,7 @@ import os
 from hrs_tf import fileio
 from hrs_tf.defenses import registry
 from hrs_tf.errors import ConfigError
-from hrs_tf.experiments.cells import slug
+from hrs_tf.experiments.cells import check_settings, slug
 from hrs_tf.layers import stochastic
 
 PROVENANCE_FILE = "provenance.json"
@@ -67,6 +67,17 @@ class ModelStore:
 
     def names(self):
         return list(self.entries)
+
+    def check_run(self, work_dir, settings, content_keys, holder):
+        """Refuses models given as ``existing`` that the experiment does not declare, and a ``work_dir`` whose stored
+        ``settings`` differ on ``content_keys`` or whose models had other specs or epochs
+        (:func:`hrs_tf.experiments.cells.check_settings`, the declared models merged under ``models``)."""
+        unknown = set(self.existing) - set(self.names())
+        if unknown:
+            raise ConfigError(f"models {sorted(unknown)} were given but this plan has no such model; its "
+                              f"models: {', '.join(self.names())}")
+        models = {name: [spec.text, epochs] for name, (spec, epochs) in self.entries.items()}
+        check_settings(work_dir, dict(settings, models=models), content_keys, holder, merged=("models",))
 
     # -- making ------------------------------------------------------------------------------------
     def get(self, name):

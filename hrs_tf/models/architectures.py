@@ -10,6 +10,9 @@ Glorot-uniform kernels, zero biases, 2x2 max-pool, no batch norm, logits output)
 - ``rs_mnist`` (Random Spiking paper, Table 6, the C&W / MagNet MNIST model): as ``mnist`` but ``same``
   padding (Flatten 3136) and, by default, no dropout.
 
+Plug-ins add theirs with :func:`register_architecture` (e.g. ``hashdef``'s seven-layer model, whose four convs
+have the widths 64-128-128-64: ``conv_filters`` holds either the two pair widths or all four).
+
 Every layer has a fixed name (``conv1 .. conv4, pool1, pool2, flatten, fc1, dropout, fc2, logits``), so
 blocks are named by the layer they start at. The HRS splits (REFERENCE section 1):
 
@@ -35,11 +38,17 @@ class Architecture:
 
     name: str
     input_shape: tuple
-    conv_filters: tuple  # (first pair, second pair)
+    conv_filters: tuple  # (first pair, second pair) or the four conv widths (conv1, conv2, conv3, conv4)
     dense_units: int
     dropout_rate: float
     padding: str = "valid"
     num_classes: int = 10
+
+    @property
+    def conv_widths(self):
+        """The widths of conv1 .. conv4."""
+        widths = tuple(self.conv_filters)
+        return widths if len(widths) == 4 else (widths[0], widths[0], widths[1], widths[1])
 
     def layer_names(self, dropout_rate=None):
         rate = self.dropout_rate if dropout_rate is None else dropout_rate
@@ -58,13 +67,30 @@ ARCHITECTURES = {
 DEFAULT_ARCHITECTURE = {"mnist": "mnist", "fashion_mnist": "mnist", "cifar10": "cifar10"}
 
 
+def register_architecture(arch):
+    """Adds ``arch`` (an :class:`Architecture`) to :data:`ARCHITECTURES`; the same name twice must be the same one."""
+    if not isinstance(arch, Architecture):
+        raise ConfigError(f"register_architecture needs an Architecture, not {type(arch).__name__}")
+    if len(tuple(arch.conv_filters)) not in (2, 4):
+        raise ConfigError(f"architecture {arch.name!r}: conv_filters must hold 2 pair widths or 4 conv widths")
+    previous = ARCHITECTURES.get(arch.name)
+    if previous is not None and previous != arch:
+        raise ConfigError(f"architecture {arch.name!r} is registered twice with different settings")
+    ARCHITECTURES[arch.name] = arch
+    return arch
+
+
 def get_architecture(arch):
     """Returns the :class:`Architecture` called ``arch`` (or ``arch`` itself if already one)."""
     if isinstance(arch, Architecture):
         return arch
+    if arch not in ARCHITECTURES:
+        from hrs_tf import plugins
+
+        plugins.load()  # a plug-in may register it
     try:
         return ARCHITECTURES[arch]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}") from None
 
 
@@ -79,15 +105,15 @@ def architecture_for(dataset, arch=None):
 
 
 def _make_layer(arch, name, dropout_rate):
-    first, second = arch.conv_filters
+    widths = dict(zip(("conv1", "conv2", "conv3", "conv4"), arch.conv_widths))
     conv = dict(kernel_size=3, padding=arch.padding, activation="relu", name=name)
     L = keras.layers
     factories = {
-        "conv1": lambda: L.Conv2D(first, **conv),
-        "conv2": lambda: L.Conv2D(first, **conv),
+        "conv1": lambda: L.Conv2D(widths["conv1"], **conv),
+        "conv2": lambda: L.Conv2D(widths["conv2"], **conv),
         "pool1": lambda: L.MaxPooling2D(2, name=name),
-        "conv3": lambda: L.Conv2D(second, **conv),
-        "conv4": lambda: L.Conv2D(second, **conv),
+        "conv3": lambda: L.Conv2D(widths["conv3"], **conv),
+        "conv4": lambda: L.Conv2D(widths["conv4"], **conv),
         "pool2": lambda: L.MaxPooling2D(2, name=name),
         "flatten": lambda: L.Flatten(name=name),
         "fc1": lambda: L.Dense(arch.dense_units, activation="relu", name=name),

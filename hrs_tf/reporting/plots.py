@@ -126,3 +126,51 @@ def plot_des(path, points_by_defense, title):
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_png(fig, path)
+
+
+def heatmap(values, row_labels, column_labels, path, title, xlabel, ylabel, fmt="{:.2f}", cmap="viridis"):
+    """A heat map of the 2-D array ``values`` (NaN: blank) with each cell's value written in it (PNG)."""
+    plt = pyplot()
+
+    values = np.asarray(values, np.float64)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * values.shape[1], 1.2 + 0.5 * values.shape[0]), dpi=100)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto")
+    ax.set_xticks(range(len(column_labels)), column_labels, fontsize=8, rotation=45)
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+    for (r, c), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(c, r, fmt.format(value), ha="center", va="center", fontsize=7,
+                    color="white" if value < np.nanmean(values) else "black")
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def grouped_bars(path, panels, bin_labels, title=None, ylabel="fraction"):
+    """Side-by-side panels of grouped bars: ``panels`` = {panel title: {series label: [value per bin]}} (PNG);
+    e.g. gradient-magnitude histograms over log bins (hash paper Figure 2)."""
+    plt = pyplot()
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), dpi=100, squeeze=False, sharey=True)
+    hatches = ("", "//", "..", "xx", "\\\\", "--", "++", "oo")
+    handles = {}
+    for ax, (panel, series) in zip(axes[0], panels.items()):
+        width = 0.8 / max(len(series), 1)
+        for k, (label, values) in enumerate(series.items()):
+            xs = np.arange(len(bin_labels)) + (k - (len(series) - 1) / 2) * width
+            bars = ax.bar(xs, values, width, label=label, hatch=hatches[k % len(hatches)], edgecolor="black", lw=0.4)
+            handles.setdefault(label, bars)
+        ax.set_xticks(range(len(bin_labels)), bin_labels, fontsize=7, rotation=60)
+        ax.set_title(panel, fontsize=10)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel(ylabel, fontsize=9)
+    fig.legend(list(handles.values()), list(handles), fontsize=8, loc="lower center", ncol=min(len(handles), 5),
+               bbox_to_anchor=(0.5, 0.0))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    save_png(fig, path)

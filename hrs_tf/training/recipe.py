@@ -73,9 +73,10 @@ class StepProgress(keras.callbacks.Callback):
     """One plain line every ``every_seconds`` inside an epoch: steps done, rate and the time left in the epoch
     (readable in a log file, unlike a progress bar); Keras's own ``verbose=2`` line ends each epoch."""
 
-    def __init__(self, every_seconds=15.0, out=None):
+    def __init__(self, every_seconds=15.0, out=None, total_epochs=None):
         super().__init__()
         self.every_seconds = float(every_seconds)
+        self.total_epochs = total_epochs  # shown as the epoch count (default: the fit call's)
         self.out = out or (lambda line: print(line, flush=True))
         self._epoch = 0
 
@@ -92,7 +93,7 @@ class StepProgress(keras.callbacks.Callback):
         rate = done / max(now - self._start, 1e-9)
         left = f", about {(total - done) / rate:.0f} s left in the epoch" if total else ""
         of = f"/{total}" if total else ""
-        self.out(f"  epoch {self._epoch}/{self.params.get('epochs')}: {done}{of} steps, {rate:.1f} steps/s{left}")
+        self.out(f"  epoch {self._epoch}/{self.total_epochs or self.params.get('epochs')}: {done}{of} steps, {rate:.1f} steps/s{left}")
 
 
 def fit(model, x, y, epochs, batch_size=REFERENCE_BATCH_SIZE, learning_rate=REFERENCE_LEARNING_RATE,

@@ -79,10 +79,11 @@ def test_blocks_draw_independently():
                                    name=f"b{j}")
         second_channels.append(keras.Sequential([keras.Input((1,)), dense], name=f"seq_b{j}"))
     model = keras.Model(inputs, RandomSwitch(second_channels, seed=12, name="second")(first(inputs)))
-    x = np.zeros((1, 3), np.float32)
+    x = tf.zeros((1, 3), tf.float32)
+    forward = tf.function(lambda: model(x))  # traced once: every execution must still draw anew (not frozen)
     table = np.zeros((3, 4), int)
     for _ in range(2400):
-        value = int(round(float(model(x)[0, 0])))
+        value = int(round(float(forward()[0, 0])))
         table[value % 10, value // 10] += 1
     assert stats.chi2_contingency(table).pvalue > ALPHA, table  # independence of the two blocks
     assert stats.chisquare(table.sum(axis=1)).pvalue > ALPHA and stats.chisquare(table.sum(axis=0)).pvalue > ALPHA

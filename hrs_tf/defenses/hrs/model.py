@@ -113,7 +113,7 @@ def infer_architecture(model):
     conv = first[0].channels[0].get_layer("conv1")
     for arch in models.ARCHITECTURES.values():
         if tuple(arch.input_shape) == tuple(model.input_shape[1:]) and arch.padding == conv.padding and \
-                arch.conv_filters[0] == conv.filters:
+                arch.conv_widths[0] == conv.filters:
             return arch
     raise ModelError(f"model {model.name!r} does not match any known architecture")
 

@@ -28,9 +28,8 @@ import dataclasses
 from hrs_tf import data as data_module
 from hrs_tf.defenses import registry
 from hrs_tf.defenses.hrs import HierarchicalRandomSwitching
-from hrs_tf.errors import ConfigError
 from hrs_tf.evaluation import des, metrics, protocol
-from hrs_tf.experiments.cells import CellStore, check_settings
+from hrs_tf.experiments.cells import CellStore
 from hrs_tf.experiments.hrs_paper.plan import CONTENT_KEYS
 from hrs_tf.experiments.model_store import ModelStore
 
@@ -62,13 +61,7 @@ class Reproduction:
                       for s in plan.sweep_specs()] if "des" in plan.experiments else []
         self.ablation = [self._declare(s, plan.ablation_epochs, f"Ablation {len(s.args['channels'])} blocks")
                          for s in plan.ablation_specs()] if "ablation" in plan.experiments else []
-        unknown = set(self.models.existing) - set(self.models.names())
-        if unknown:
-            raise ConfigError(f"models {sorted(unknown)} were given but this plan has no such model; its "
-                              f"models: {', '.join(self.models.names())}")
-        models = {name: [spec.text, epochs] for name, (spec, epochs) in self.models.entries.items()}
-        check_settings(work_dir, dict(dataclasses.asdict(plan), models=models), CONTENT_KEYS, "a reproduction",
-                       merged=("models",))
+        self.models.check_run(work_dir, dataclasses.asdict(plan), CONTENT_KEYS, "a reproduction")
 
     def _declare(self, spec, epochs, name=None):
         """The model name of ``spec``: an already declared model with the same spec and epochs (derived specs

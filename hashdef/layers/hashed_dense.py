@@ -1,0 +1,129 @@
+"""``HashedDense``: a fully connected layer whose weights are shared through a hash (HashedNets, Chen et al. 2015,
+"hashing trick"; hash paper section III-C; REFERENCE section 5)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hrs_tf import checks
+from hrs_tf.errors import ModelError
+from hashdef import hashing
+
+
+# XLA-compiled (one compilation per shape, cached): TF's own gather and its gradient (sparse slices summed by its
+# unsorted segment sum) make a HashedDense step about 10x a Dense one at batch 128; with these, 1.7-2.1x at batch 128
+# and 1.2-1.5x at 512 (benchmarks/bench_hashed_dense.py, forward + backward, on the paper's layers).
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _gather_signed(weights, bucket_index, signs):
+    return tf.gather(weights, bucket_index) * signs
+
+
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _bucket_sums(upstream, bucket_index, signs, num_buckets):
+    return tf.math.unsorted_segment_sum(tf.reshape(upstream * signs, [-1]), tf.reshape(bucket_index, [-1]),
+                                        num_buckets)
+
+
+def signed_gather(weights, bucket_index, signs):
+    """HashedNets' virtual kernel ``V = signs * weights[bucket_index]`` (hash paper section III-C; REFERENCE
+    section 5), with the gradient into bucket k = the sum of ``signs * dL/dV`` over the entries hashed to k (the
+    gather's gradient, written out so that it runs as one dense XLA reduction)."""
+
+    @tf.custom_gradient
+    def gather_signed(w):
+        def gradient(upstream):
+            return _bucket_sums(upstream, bucket_index, signs, int(w.shape[0]))
+
+        return _gather_signed(w, bucket_index, signs), gradient
+
+    return gather_signed(weights)
+
+
+@keras.saving.register_keras_serializable(package="hashdef")
+class HashedDense(keras.layers.Layer):
+    """Dense layer with a virtual n_in x n_out kernel ``V[i, j] = xi(i, j) * w[h(i, j)]`` built from
+    K = ceil(n_in * n_out * compression_rate) real weights ``w`` (``hashed_kernel``); h and xi are the seeded
+    xxHash32 bucket and sign hashes of :mod:`hashdef.hashing` (HashedNets, Chen et al. 2015; hash paper
+    section III-C). ``outputs = activation(inputs @ V + bias)``.
+
+    The bucket and sign tables are computed once in :meth:`build`, held as constants (not weights) and never
+    saved: a saved model holds the K real weights and the bias; ``hash_seed`` and ``compression_rate`` are in the
+    config. The gradient into bucket k is the sum of xi(i, j) * dL/dV[i, j] over the (i, j) hashed to k
+    (:func:`signed_gather`). ``kernel_initializer=None``: U(-1/sqrt(n_in), 1/sqrt(n_in)) (REFERENCE section 5).
+    """
+
+    def __init__(self, units, compression_rate, activation=None, use_bias=True, hash_seed=hashing.DEFAULT_SEED,
+                 kernel_initializer=None, bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.units = checks.count(units, "units", minimum=1)
+        self.compression_rate = hashing.parse_rate(compression_rate)
+        self.hash_seed = hashing.check_seed(hash_seed)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = None if kernel_initializer is None else keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        n_in = input_shape[-1]
+        if n_in is None:
+            raise ModelError(f"layer {self.name!r} (HashedDense) needs inputs with a known last dimension; got "
+                             f"shape {tuple(input_shape)}")
+        n_in = int(n_in)
+        self._virtual_shape = (n_in, self.units)
+        k = hashing.num_buckets(n_in, self.units, self.compression_rate)
+        initializer = self.kernel_initializer
+        if initializer is None:
+            limit = 1.0 / np.sqrt(n_in)
+            initializer = keras.initializers.RandomUniform(-limit, limit)
+        self.hashed_kernel = self.add_weight(name="hashed_kernel", shape=(k,), initializer=initializer)
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer) \
+            if self.use_bias else None
+        # Derived from (n_in, units, K, hash_seed): constants made once here, outside any traced function.
+        with tf.init_scope():
+            self._bucket_index = tf.constant(hashing.bucket_table(n_in, self.units, k, self.hash_seed))
+            self._signs = tf.constant(hashing.sign_table(n_in, self.units, self.hash_seed), dtype=self.compute_dtype)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: n_in})
+
+    @property
+    def num_buckets(self):
+        """K, the number of real weights of the kernel."""
+        return int(self.hashed_kernel.shape[0])
+
+    @property
+    def virtual_shape(self):
+        """``(n_in, n_out)`` of the virtual kernel."""
+        return self._virtual_shape
+
+    @property
+    def virtual_kernel(self):
+        """The virtual kernel V (n_in x n_out) from the current real weights."""
+        return self._virtual_kernel(self.hashed_kernel)
+
+    def _virtual_kernel(self, hashed_kernel):
+        weights = tf.convert_to_tensor(hashed_kernel)
+        signs = self._signs if self._signs.dtype == weights.dtype else tf.cast(self._signs, weights.dtype)
+        return signed_gather(weights, self._bucket_index, signs)
+
+    def call(self, inputs):
+        outputs = keras.ops.matmul(inputs, self._virtual_kernel(self.hashed_kernel))
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            compression_rate=self.compression_rate,
+            activation=keras.activations.serialize(self.activation),
+            use_bias=self.use_bias,
+            hash_seed=self.hash_seed,
+            kernel_initializer=None if self.kernel_initializer is None
+            else keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config

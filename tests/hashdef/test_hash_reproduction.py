@@ -1,0 +1,62 @@
+"""The hash paper's reproduction driver (cells, report) and its tools, on the session's small MNIST model."""
+
+import json
+
+import numpy as np
+import pytest
+
+import hashdef  # noqa: F401
+from hashdef.experiments import reproduction
+from hrs_tf.defenses import registry
+from hrs_tf.errors import ConfigError
+from hrs_tf.evaluation import protocol
+from hrs_tf.models import serialization
+from tests.attacks.helpers import trained_model
+from tests.tool_runner import run_script
+
+
+def test_reproduction_cells_equal_direct_evaluation_and_fill_the_report(real_mnist, tmp_path):
+    model = trained_model(real_mnist)
+    base = tmp_path / "base.h5"
+    serialization.save_model(model, base)
+    plan = reproduction.plan_for("mnist", fast_images=30, histogram_images=20)
+    rep = reproduction.Reproduction(real_mnist, plan, str(tmp_path / "work"), {"Original": str(base)},
+                                    log=lambda line: None)
+    assert rep.models.entries["Hash + GI3"][0] == registry.parse("gi3:on=hash")
+    cell = rep.attack("GI2", "FGSM")
+    direct = protocol.evaluate_protocol(registry.parse("gi2").apply(model), real_mnist, "fgsm", 30, targets="none",
+                                        passes=1, progress=False, eps=0.3)
+    assert cell["results"]["asr"] == pytest.approx(direct["results"]["asr"])
+    original = rep.attack("Original", "FGSM")
+    assert cell["results"]["asr"] < original["results"]["asr"]  # GI2's saturated softmax stops FGSM (Table II)
+    rep.accuracy("GI2")
+    rep.histograms("GI2")
+    text = rep.report(str(tmp_path / "docs"), "python tools/reproduce_hash.py --test")
+    row = next(line for line in text.splitlines() if line.startswith("| GI2 |") and "(0.45)" in line)
+    assert f"{100 * cell['results']['asr']:.1f} (0.45)" in row  # ours beside the paper's 0.45% (FGSM, GI2)
+    assert (tmp_path / "docs" / "reproduce_hash" / "mnist_gradients.png").exists()
+    # a resumed reproduction with another scale on a content key is refused
+    with pytest.raises(ConfigError):
+        reproduction.Reproduction(real_mnist, reproduction.plan_for("mnist", fast_images=31), str(tmp_path / "work"),
+                                  {"Original": str(base)}, log=lambda line: None)
+    with pytest.raises(ConfigError, match="experiment"):
+        reproduction.plan_for("mnist", experiments=("table9",))
+
+
+def test_train_hash_tool_refuses_bad_rates_without_writing(tmp_path):
+    out = tmp_path / "hash.h5"
+    result = run_script("train_hash.py", "--base_model=nowhere.h5", "--cr1=1.5", f"--output={out}")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "compression_rate" in last and "1.5" in last and "Traceback" not in result.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_reproduce_hash_report_only_writes_an_empty_report(tmp_path):
+    result = run_script("reproduce_hash.py", "--dataset=mnist", "--data_dir=../shared/data", "--report_only",
+                        f"--work_dir={tmp_path / 'work'}", f"--docs_dir={tmp_path / 'docs'}", "--fast_images=10")
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (tmp_path / "docs" / "reproduce_hash_mnist.md").read_text()
+    assert "| Original | - (0.0863) | - (72.8)" in text  # every cell missing, the paper's numbers beside
+    plan = json.loads((tmp_path / "work" / "plan.json").read_text())
+    assert plan["fast_images"] == 10 and np.isclose(plan["eps"], 0.3)
