@@ -46,22 +46,28 @@ def logit_statistics(model, x, batch_size=100):
 
 
 def min_max(values):
-    """``values`` scaled to [0, 1] (all equal: zeros)."""
+    """``values`` scaled to [0, 1] by the finite ones (all equal: zeros); a non-finite value stays NaN."""
     values = np.asarray(values, np.float64)
-    spread = values.max() - values.min()
-    return np.zeros_like(values) if spread == 0 else (values - values.min()) / spread
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.full_like(values, np.nan)
+    spread = finite.max() - finite.min()
+    scaled = np.zeros_like(values) if spread == 0 else (values - finite.min()) / spread
+    return np.where(np.isfinite(values), scaled, np.nan)
 
 
 def robustness_scores(g, phi, accuracies, reference_accuracy, alpha=0.5, threshold=0.01):
     """Algorithm 1's R for every configuration: alpha g' + (1 - alpha) phi' (g', phi' min-max normalised over all
-    configurations), or 1 where ``reference_accuracy - accuracy >= threshold``. Smaller is more robust."""
+    configurations with finite terms), or 1 where ``reference_accuracy - accuracy >= threshold`` or the terms are
+    not finite (a diverged retraining). Smaller is more robust."""
     alpha = checks.fraction(alpha, "alpha")
     threshold = checks.nonnegative(threshold, "threshold")
     if not (len(g) == len(phi) == len(accuracies)) or len(g) == 0:
         raise ConfigError("robustness_scores needs g, phi and accuracies of the same, non-zero length")
     scores = alpha * min_max(g) + (1 - alpha) * min_max(phi)
     degraded = reference_accuracy - np.asarray(accuracies, np.float64) >= threshold
-    return np.where(degraded, 1.0, scores)
+    # a configuration whose training diverged (non-finite logits) is rejected like a degraded one
+    return np.where(degraded | ~np.isfinite(scores), 1.0, scores)
 
 
 def gradient_magnitudes(model, x, y, batch_size=100):

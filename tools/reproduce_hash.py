@@ -61,7 +61,9 @@ def main(argv):
     rep = reproduction.Reproduction(dataset, plan, work_dir, existing, log=lambda line: print(line, flush=True))
     if not FLAGS.report_only:
         rep.run()
-    command = "python tools/reproduce_hash.py " + " ".join(f"'{a}'" if " " in a else a for a in sys.argv[1:])
+    # the command that computes the cells (--report_only only rewrites the report from them)
+    args = [a for a in sys.argv[1:] if a not in ("--report_only", "--report_only=true")]
+    command = "python tools/reproduce_hash.py " + " ".join(f"'{a}'" if " " in a else a for a in args)
     rep.report(FLAGS.docs_dir, command)
     print(f"wrote {os.path.join(FLAGS.docs_dir, f'reproduce_hash_{dataset.name}.md')}")
 

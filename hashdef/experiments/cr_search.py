@@ -68,8 +68,7 @@ def search(base_model, dataset, output, epochs=3, factor=2.0, max_cr1=None, max_
     x_est = dataset.x_test[:estimator_images]
     settings = {"dataset": dataset.name, "base_model": base_model_path, "base_fingerprint":
                 checkpoints.weights_fingerprint(base_model), "layers": [list(s) for s in shapes], "epochs": int(epochs),
-                "factor": float(factor), "cr1": cr1_values, "cr2": cr2_values, "alpha": alpha, "threshold": threshold,
-                "estimator_images": estimator_images, "train_images": train_images, "seed": int(seed),
+                "factor": float(factor), "cr1": cr1_values, "cr2": cr2_values, "estimator_images": estimator_images, "train_images": train_images, "seed": int(seed),
                 "batch_size": int(batch_size), "learning_rate": float(learning_rate)}
     rows = ResumableRows(output, KIND, settings, key=lambda row: (row["cr1"], row["cr2"]),
                          growable=())
@@ -104,7 +103,9 @@ def search(base_model, dataset, output, epochs=3, factor=2.0, max_cr1=None, max_
     best = rows.rows[int(np.argmin(scores))]
     chosen = {"cr1": best["cr1"], "cr2": best["cr2"], "cr1_text": best["cr1_text"], "cr2_text": best["cr2_text"],
               "R": best["R"], "accuracy": best["accuracy"], "spec": f"hash:{best['cr1_text']},{best['cr2_text']}"}
-    result = rows.finish(reference={"accuracy": reference_accuracy, **reference_terms}, chosen=chosen)
+    # alpha and T only score the measured rows: a finished search may be rescored with others (not row settings)
+    result = rows.finish(reference={"accuracy": reference_accuracy, **reference_terms}, chosen=chosen,
+                         scoring={"alpha": alpha, "threshold": threshold})
     log(f"chosen CR pair ({chosen['cr1_text']}, {chosen['cr2_text']}): R {chosen['R']:.3f}, accuracy "
         f"{chosen['accuracy']:.4f} (base {reference_accuracy:.4f})")
     return result
@@ -123,7 +124,7 @@ def report(result, docs_path, plot_path=None, command=None):
     lines += [f"Base model test accuracy {ref['accuracy']:.4f} (g {ref['g']:.4g}, phi {ref['phi']:.4g} on "
               f"{settings['estimator_images']} test images); {settings['epochs']} retraining epoch(s) per pair"
               + (f" on the first {settings['train_images']} training images" if settings["train_images"] else "")
-              + f"; alpha {settings['alpha']}, T {settings['threshold']:.2%}.", ""]
+              + f"; alpha {result['scoring']['alpha']}, T {result['scoring']['threshold']:.2%}.", ""]
     table = [[f"{r['cr1_text']}", f"{r['cr2_text']}", f"{r['accuracy']:.4f}", f"{r['accuracy_drop']:+.4f}",
               f"{r['g']:.4g}", f"{r['phi']:.4g}", f"{r['R']:.3f}"] for r in rows]
     lines.append(markdown_table(["CR1", "CR2", "accuracy", "drop", "g", "phi", "R"], table))

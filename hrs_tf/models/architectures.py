@@ -84,7 +84,7 @@ def get_architecture(arch):
     """Returns the :class:`Architecture` called ``arch`` (or ``arch`` itself if already one)."""
     if isinstance(arch, Architecture):
         return arch
-    if arch not in ARCHITECTURES:
+    if isinstance(arch, str) and arch not in ARCHITECTURES:
         from hrs_tf import plugins
 
         plugins.load()  # a plug-in may register it

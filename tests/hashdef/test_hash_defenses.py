@@ -181,6 +181,9 @@ def test_estimator_terms_equal_their_closed_form_on_a_linear_model():
     assert terms["phi"] == pytest.approx(np.var(x @ w + b, axis=1).mean(), rel=1e-5)
     scores = robustness.robustness_scores([2.0, 4.0, 3.0], [10.0, 0.0, 5.0], [0.99, 0.99, 0.97], 0.995)
     np.testing.assert_allclose(scores, [0.5 * 0 + 0.5 * 1, 0.5 * 1 + 0.5 * 0, 1.0])  # third: drop 2.5% >= T = 1%
+    # a diverged configuration (NaN terms, chance accuracy) is rejected and does not poison the normalisation
+    scores = robustness.robustness_scores([2.0, 4.0, np.nan], [10.0, 0.0, np.nan], [0.99, 0.99, 0.1], 0.995)
+    np.testing.assert_allclose(scores, [0.5, 0.5, 1.0])
 
 
 def test_rate_grid_follows_algorithm_1():
@@ -206,6 +209,14 @@ def test_cr_search_measures_resumes_and_chooses_the_smallest_r(model, small, tmp
                              train_images=500, log=logged.append, verbose=0)
     assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in rows]
     assert not any(line.startswith("[") for line in logged)  # nothing retrained on resume
+    # alpha and T only score the rows: another T rescores them without retraining
+    logged.clear()
+    lenient = cr_search.search(model, small, str(out), epochs=1, factor=8, max_cr1=2, max_cr2=1, estimator_images=50,
+                               train_images=500, threshold=1.0, log=logged.append, verbose=0)
+    expected = robustness.robustness_scores([r["g"] for r in rows], [r["phi"] for r in rows],
+                                            [r["accuracy"] for r in rows], lenient["reference"]["accuracy"], 0.5, 1.0)
+    np.testing.assert_allclose([r["R"] for r in lenient["rows"]], expected)  # no row degraded at T = 100%
+    assert lenient["scoring"]["threshold"] == 1.0 and not any(line.startswith("[") for line in logged)
     with pytest.raises(ConfigError, match="settings|differ"):
         cr_search.search(model, small, str(out), epochs=2, factor=8, max_cr1=2, max_cr2=1, estimator_images=50,
                          train_images=500, log=lambda line: None, verbose=0)
