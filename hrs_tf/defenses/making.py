@@ -52,7 +52,7 @@ def make(spec, dataset, output, base_model=None, epochs=None, seed=0, eval_repea
             source.train(dataset, source_path, epochs=_epochs(source, epochs), seed=seed, verbose=verbose, log=log,
                          **settings)
             source_model, base_model = source.load(source_path), source_path
-        model = spec.apply(source_model, seed=None)
+        model = spec.apply(source_model, seed=None, dataset_name=dataset.name)
         record = {"base_model": str(base_model), "retrained": False}
         if spec.make == registry.INSTALLED:  # fine-tuned by its defense's (resumable) trainer, written at output
             spec.train(dataset, output, epochs=_epochs(spec, epochs), seed=seed, verbose=verbose, log=log,

@@ -104,6 +104,11 @@ class Defense:
         """The defended model made from the trained ``model`` of :meth:`source` (wrapped, installed, transform)."""
         raise ConfigError(f"defense {self.name!r} is {self.make}; it is not made from a trained model")
 
+    def for_dataset(self, args, model, dataset_name):
+        """``model`` (made by :meth:`apply`) completed with settings that depend on the data set it will serve (e.g. a
+        default radius that differs between MNIST and Fashion-MNIST, whose inputs have one shape); default: as is."""
+        return model
+
     def fit(self, args, dataset, *, epochs, seed=0, verbose=2, log=print, source_model=None, **settings):
         """Trains the defended model; returns ``(model, record)`` (trained; installed: fine-tunes ``source_model``)."""
         raise ConfigError(f"defense {self.name!r} is {self.make}; it is not trained")
@@ -176,8 +181,11 @@ class Spec:
     def source(self):
         return self.defense.source(self.args)
 
-    def apply(self, model, seed=None):
-        return self.defense.apply(self.args, model, seed=seed)
+    def apply(self, model, seed=None, dataset_name=None):
+        """The defended model made from ``model``; with ``dataset_name``, completed for that data set
+        (:meth:`Defense.for_dataset`)."""
+        made = self.defense.apply(self.args, model, seed=seed)
+        return made if dataset_name is None else self.defense.for_dataset(self.args, made, dataset_name)
 
     def train(self, dataset, output, **settings):
         return self.defense.train(self.args, dataset, output, **settings)

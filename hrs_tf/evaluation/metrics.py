@@ -46,11 +46,12 @@ def repeated_accuracy(model, x, y, repeats=5, batch_size=500):
 def clean_accuracy(model, x, y, repeats=5, batch_size=500):
     """Clean test accuracy as the papers measure it, with its spread over ``repeats`` evaluations.
 
-    The references evaluate one image at a time, so every image meets its own randomness: layers whose draw
+    The HRS references evaluate one image at a time, so every image meets its own randomness: layers whose draw
     is shared by a batch (an HRS switch) draw per example here (:func:`stochastic.per_example`), the others
-    already draw per element. A deterministic model gives std 0 (evaluated once).
+    already draw per element; a layer whose paper evaluates in batches (Random Spiking's batch-wide range) keeps
+    its batch semantics (batches of ``batch_size``). A deterministic model gives std 0 (evaluated once).
     """
     if not stochastic.is_stochastic(model):
         repeats = 1
-    with stochastic.per_example(model):
+    with stochastic.per_example(model, reference_only=True):
         return repeated_accuracy(model, x, y, repeats, batch_size)

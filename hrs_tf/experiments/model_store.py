@@ -109,7 +109,7 @@ class ModelStore:
         spec, epochs = self.entries[name]
         source = spec.source()
         if source is not None and spec.make != registry.INSTALLED:
-            model = spec.apply(self.get(self._source_name(source)))
+            model = spec.apply(self.get(self._source_name(source)), dataset_name=self.dataset.name)
             self._record(name, None, spec, model)
             return model
         path = self.path(name)
@@ -117,7 +117,8 @@ class ModelStore:
             if epochs is None:
                 raise ConfigError(f"model {name!r} ({spec.text}) must be trained, but no epochs were given")
             self.log(f"training {name} -> {path}")
-            source_model = None if source is None else spec.apply(self.get(self._source_name(source)))
+            source_model = None if source is None else spec.apply(self.get(self._source_name(source)),
+                                                                  dataset_name=self.dataset.name)
             siblings = {self.entries[n][0].text: self.path(n) for n in self.entries
                         if n != name and self.entries[n][0].source() is None and os.path.exists(self.path(n))}
             spec.train(self.dataset, path, epochs=epochs, seed=self.seed, verbose=2, log=self.log,

@@ -53,6 +53,10 @@ class StochasticLayer(keras.layers.Layer):
     """
 
     bpda_surrogate = None  # "identity" or a differentiable function: the backward pass BPDA should use
+    # How the layer's paper evaluates a shared draw: one image at a time (True: HRS's references) or in batches
+    # (False: the Random Spiking code, whose batch-wide range is part of the defense); read by evaluations that
+    # follow the papers (:func:`per_example` with ``reference_only``).
+    reference_per_example = True
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -248,7 +252,7 @@ def trace_generation():
 
 
 @contextlib.contextmanager
-def per_example(model):
+def per_example(model, reference_only=False):
     """Context in which every example meets its own randomness (the papers' one-image-at-a-time evaluation),
     batched: layers whose draw is shared across a batch draw per example instead.
 
@@ -256,8 +260,12 @@ def per_example(model):
     and ``model.predict`` (its cached function is dropped on entry and exit) follow it, and so do the attacks'
     cached functions (:func:`trace_generation` is part of their key); a ``tf.function`` of your own traced outside
     the context keeps the per-batch draw.
+
+    ``reference_only``: only the layers whose paper evaluates one image at a time (``reference_per_example``; not
+    Random Spiking, whose paper predicts in batches).
     """
-    layers = [layer for layer in stochastic_layers(model) if layer.shares_draw_across_batch]
+    layers = [layer for layer in stochastic_layers(model) if layer.shares_draw_across_batch
+              and (layer.reference_per_example or not reference_only)]
 
     def switch(flag):
         for layer in layers:

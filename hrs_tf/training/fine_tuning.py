@@ -33,24 +33,32 @@ def epoch_seed(seed, epoch):
 
 def fine_tune(model, dataset, epochs, checkpoint=None, batch_size=REFERENCE_BATCH_SIZE,
               learning_rate=REFERENCE_LEARNING_RATE, seed=0, verbose=2, log=print, what="a fine-tuning run",
-              identity=None, train_images=None):
+              identity=None, train_images=None, train_data=None, compile_fn=None, batches=None):
     """Trains every weight of ``model`` for ``epochs`` epochs on ``dataset``'s training set (the first
     ``train_images`` if given); returns the per-epoch history (loss, accuracy, test accuracy, seconds).
 
     ``checkpoint``: a file written after every epoch and resumed from (a checkpoint of another start model, data
     or recipe is refused, naming the difference); ``identity``: more settings that must match on resume (e.g. the
-    compression rates).
+    compression rates, a recipe).
+
+    Other recipes than the reference one (e.g. the Random Spiking paper's): ``train_data`` = (x, y) replaces the
+    training set (y may be soft labels), ``compile_fn(model)`` compiles with another optimizer / loss (its metrics
+    should include ``accuracy`` for the history), ``batches(x, y, batch_size, seed, epoch)`` returns the epoch's
+    input to ``model.fit`` (e.g. an augmented ``tf.data.Dataset``; default: the arrays, shuffled).
     """
     epochs = checks.count(epochs, "epochs", minimum=1)
     check_training_settings(epochs, batch_size, learning_rate)
-    x, y = dataset.x_train, dataset.y_train
+    x, y = (dataset.x_train, dataset.y_train) if train_data is None else train_data
     if train_images is not None:
         count = checks.count(train_images, "train_images", minimum=1)
         x, y = x[:count], y[:count]
     run = {"train_fingerprint": checkpoints.data_fingerprint(x, y),
            "start_fingerprint": checkpoints.weights_fingerprint(model), "batch_size": int(batch_size),
            "learning_rate": float(learning_rate), "seed": int(seed), **(identity or {})}
-    compile_reference(model, learning_rate)
+    if compile_fn is None:
+        compile_reference(model, learning_rate)
+    else:
+        compile_fn(model)
     model.optimizer.build(model.trainable_variables)
     groups = {"weights": model.weights, "optimizer": model.optimizer.variables}
     state = None
@@ -64,14 +72,19 @@ def fine_tune(model, dataset, epochs, checkpoint=None, batch_size=REFERENCE_BATC
     for epoch in range(start, epochs):
         began = time.time()
         keras.utils.set_random_seed(epoch_seed(seed, epoch))
-        logs = model.fit(x, y, batch_size=int(batch_size), initial_epoch=epoch, epochs=epoch + 1, shuffle=True,
-                         verbose=verbose, callbacks=progress).history
-        record = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]), "accuracy": float(logs["accuracy"][-1]),
+        if batches is None:
+            logs = model.fit(x, y, batch_size=int(batch_size), initial_epoch=epoch, epochs=epoch + 1, shuffle=True,
+                             verbose=verbose, callbacks=progress).history
+        else:
+            logs = model.fit(batches(x, y, int(batch_size), seed, epoch), initial_epoch=epoch, epochs=epoch + 1,
+                             shuffle=False, verbose=verbose, callbacks=progress).history
+        record = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]),
+                  **({"accuracy": float(logs["accuracy"][-1])} if "accuracy" in logs else {}),
                   "test_accuracy": metrics.accuracy(model, dataset.x_test, dataset.y_test),
                   "seconds": round(time.time() - began, 1)}
         history.append(record)
         if checkpoint is not None:
             checkpoints.save(checkpoint, {"settings": run, "epoch": epoch + 1, "history": history}, groups)
-        log(f"fine-tuning epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}, test accuracy "
+        log(f"epoch {epoch + 1}/{epochs} of {what}: loss {record['loss']:.4f}, test accuracy "
             f"{record['test_accuracy']:.4f}, {record['seconds']:.0f} s")
     return history

@@ -1,0 +1,57 @@
+"""The Random Spiking study driver (Table 2 + stability, :mod:`randspike.experiments.table2`) on a tiny plan: cells equal
+direct evaluation under each decision rule, mean / std over the models, the report beside the paper, resume."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+import randspike  # noqa: F401
+from hrs_tf.errors import ConfigError
+from randspike import decision, schemes
+from randspike.experiments import report, table2
+
+
+@pytest.fixture(scope="module")
+def small(real_mnist):
+    return dataclasses.replace(real_mnist, x_train=real_mnist.x_train[:1000], y_train=real_mnist.y_train[:1000],
+                               x_test=real_mnist.x_test[:200], y_test=real_mnist.y_test[:200])
+
+
+def test_study_cells_equal_direct_evaluation_and_the_report_sits_beside_the_paper(small, tmp_path):
+    plan = table2.plan_for("mnist", schemes=("Standard", "RS-1", "region:0.4,20"), models=2, epochs=1, test_images=60,
+                           passes=3, settings=(("train_images", 128),), stability_images=20, stability_draws=2,
+                           gaussian_levels=(0.0, 3.0), jpeg_qualities=(50, 100))
+    assert plan.schemes == ("rs_standard", "rs1", "region:0.4,20")
+    work = tmp_path / "study"
+    study = table2.SchemeStudy(small, plan, str(work), log=lambda *_: None)
+    results = study.run()
+    rows = {(r["scheme"], r["rule"]): r for r in results["table2"]}
+    assert set(rows) == {("Standard", "single"), ("RS-1", "mc"), ("RS-1", "vote"), ("RS-1", "single"),
+                         ("RC r=0.4 t=20", "vote")}
+    # a cell is the direct evaluation of the same model with the same seed
+    rs1 = study.classifier(1, schemes.spec_of("RS-1"))
+    direct = 100 * np.mean(decision.labels(rs1, small.x_test[:60], "mc", 3, seed=plan.eval_seed) != small.y_test[:60])
+    assert rows[("RS-1", "mc")]["errors"][1] == pytest.approx(direct)
+    errors = rows[("RS-1", "mc")]["errors"]
+    assert rows[("RS-1", "mc")]["mean"] == pytest.approx(np.mean(errors))
+    assert rows[("RS-1", "mc")]["std"] == pytest.approx(np.std(errors, ddof=1))
+    # RC is the Dropout model of the same seed voting over noisy copies (Dropout trained as its source)
+    rc = study.classifier(0, schemes.spec_of("region:0.4,20"))
+    assert isinstance(rc, decision.Decider) and rc.copies == 20
+    assert os.path.exists(work / "model_0" / "models" / "dropout.h5")
+    # stability: every model, both perturbations
+    assert {c["scheme"] for c in results["stability"]["curves"]} == {"Standard", "RS-1", "RC r=0.4 t=20"}
+    page = report.write_report(study, results, str(tmp_path / "docs"), "python tools/reproduce_rs_schemes.py ...",
+                               study.scale_lines())
+    text = open(page).read()
+    assert "0.88 +- 0.09%" in text and "0.77 +- 0.05%" in text  # the paper's RS-1 (MC) and Standard rows
+    assert os.path.exists(tmp_path / "docs" / "rs_schemes" / "mnist_stability.png")
+    # resume: a second study on the same folder trains and computes nothing
+    lines = []
+    again = table2.SchemeStudy(small, plan, str(work), log=lines.append).run()
+    assert again["table2"] == results["table2"]
+    assert not [line for line in lines if line.startswith(("training", "[table2]", "[stability]"))]
+    with pytest.raises(ConfigError, match="test_images"):
+        table2.SchemeStudy(small, dataclasses.replace(plan, test_images=50), str(work), log=lambda *_: None).run()
