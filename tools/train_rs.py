@@ -44,6 +44,7 @@ flags.DEFINE_integer("kept", None, "Adversarial schemes: smallest-L2 examples ad
 flags.DEFINE_float("l2_cutoff", None, "Adversarial schemes: L2 cut-off (default Table 3's: 3.0 MNIST, 1.0 others).")
 flags.DEFINE_integer("cw_iterations", None, "Adversarial schemes: C&W iterations (default 1000).")
 flags.DEFINE_integer("cw_search_steps", None, "Adversarial schemes: C&W binary-search steps (default 9).")
+flags.DEFINE_float("cw_learning_rate", None, "Adversarial schemes: C&W Adam step (default 0.01).")
 flags.DEFINE_integer("eot", None, "Adversarial schemes: EOT samples per C&W step on the stochastic target (default 1).")
 flags.DEFINE_string("output", None, "Output model path (.h5); a JSON sidecar is written beside it.")
 flags.mark_flag_as_required("output")
@@ -51,7 +52,8 @@ FLAGS = flags.FLAGS
 
 SETTING_FLAGS = ("arch", "depth", "width", "augmentation", "batch_size", "learning_rate", "train_images",
                  "target_model")
-ADVERSARIAL_FLAGS = ("per_confidence", "kept", "l2_cutoff", "cw_iterations", "cw_search_steps", "eot")  # spec keywords
+ADVERSARIAL_FLAGS = ("per_confidence", "kept", "l2_cutoff", "cw_iterations", "cw_search_steps", "cw_learning_rate",
+                     "eot")  # spec keywords
 
 
 def main(argv):

@@ -225,6 +225,9 @@ def _adversarial_arguments():
             Argument("cw_iterations", count("cw_iterations"), 1000, "C&W iterations", keyword_only=True, metavar="N"),
             Argument("cw_search_steps", count("cw_search_steps"), 9, "C&W binary-search steps", keyword_only=True,
                      metavar="N"),
+            Argument("cw_learning_rate", lambda text: checks.positive(text, "cw_learning_rate"), 0.01,
+                     "C&W Adam step (Carlini's 0.01; fewer iterations need a larger one)", keyword_only=True,
+                     metavar="LR"),
             Argument("eot", count("eot"), 1, "EOT samples per C&W step on the stochastic target", keyword_only=True,
                      metavar="N"))
 
@@ -264,7 +267,11 @@ class AdversarialScheme(Scheme):
         examples = adv.generate(target_model, dataset.x_train, dataset.y_train, stem + "_adv_examples", confidences,
                                 per_confidence, args["l2_cutoff"] or paper["l2_cutoff"], kept, seed=seed, log=log,
                                 max_iterations=args["cw_iterations"], binary_search_steps=args["cw_search_steps"],
-                                eot_samples=args["eot"])
+                                learning_rate=args["cw_learning_rate"], eot_samples=args["eot"])
+        if not len(examples["x_adv"]):
+            raise ConfigError(f"{self.title}: none of the {examples['summary']['generated']} C&W attacks on the target "
+                              f"succeeded under the L2 cut-off (cw_search_steps={args['cw_search_steps']}, "
+                              f"cw_iterations={args['cw_iterations']}); nothing to train on -- raise them")
         x, y = adv.augmented_training_set(dataset.x_train, dataset.y_train, examples)
         return (x, y), {"target_model": str(path), "adversarial_examples": examples["summary"]}
 

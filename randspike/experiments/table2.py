@@ -185,23 +185,32 @@ class SchemeStudy:
         return results
 
     def scale_lines(self):
-        """What each scheme's models were trained with, read from their records (the report's scale section)."""
+        """What each scheme's models were made with, read from their records (the report's scale section)."""
         lines = []
-        for spec, records in self.training_summary().items():
-            made = [r for r in records if r]
+        summary = self.training_summary()
+        for spec in self.specs:
+            made = [r for r in summary[spec.label] if r]
+            if spec.make == "wrapped":
+                source = spec.source()
+                lines.append(f"{spec.label}: `{spec.text}`, made from the same seed's {source.label} model without "
+                             "training")
+                continue
             if not made:
-                lines.append(f"{spec}: not trained yet")
+                lines.append(f"{spec.label}: not trained yet")
                 continue
             r = made[0]
-            what = r.get("model") or r.get("kind", "")
-            recipe = r.get("recipe", "")
-            epochs = sorted({str(m.get("epochs", "-")) for m in made})
+            what = r.get("model")
+            if what is None:  # installed (MagNet): described by its spec and its source
+                source = spec.source()
+                what = f"`{spec.text}`" + (f" on the same seed's {source.label} model" if source else "")
+            recipe = r.get("recipe") or f"{r.get('epochs', '?')} epochs"
             extra = ""
             if r.get("adversarial_examples"):
                 a = r["adversarial_examples"]
                 extra = f"; adversarial examples: {a.get('kept', '?')} kept of {a.get('generated', '?')} generated"
-            lines.append(f"{spec}: {what}; {recipe or 'epochs ' + '/'.join(epochs)}; trained on "
-                         f"{r.get('train_images', '?')} images{extra} ({len(made)} model(s))")
+            images = r.get("train_images")
+            lines.append(f"{spec.label}: {what}; {recipe}" + (f"; trained on {images} images" if images else "") +
+                         f"{extra} ({len(made)} model(s))")
         return lines
 
     def training_summary(self):

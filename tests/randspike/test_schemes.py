@@ -91,6 +91,12 @@ def test_dropout_adv_adds_the_smallest_cw_examples_under_their_true_labels(small
     assert summary["generated"] == 12 and summary["kept"] <= 8
     assert record["train_images"] == 256 + summary["kept"]
     assert os.path.exists(tmp_path / "dadv_target.h5")  # the Dropout target was trained first
+    # attacks too weak to succeed (one iteration at c = 1e-3 for a logit margin of 40): refused rather than training on no example
+    weak = "dropout_adv:confidences=40;50,per_confidence=6,cw_iterations=1,cw_search_steps=1"
+    with pytest.raises(ConfigError, match="none of the 12 C&W attacks .* succeeded"):
+        making.make(weak, small, tmp_path / "weak.h5", epochs=1, seed=1, eval_repeats=1, verbose=0,
+                    log=lambda *_: None, target_model=str(tmp_path / "dadv_target.h5"), **QUICK)
+    assert not os.path.exists(tmp_path / "weak.h5")
 
 
 def test_train_rs_tool_refuses_bad_input_without_writing(tmp_path):
