@@ -24,13 +24,14 @@ from hrs_tf import checks
 from hrs_tf.defenses.registry import INSTALLED, Argument, Defense, parse, register, write_model
 from hrs_tf.errors import ConfigError
 from hrs_tf.evaluation import metrics
+from randspike.defenses.schemes import COMMON_SETTINGS
 from randspike.magnet import detectors, magnet
 
 SOURCE = "rs_dropout"  # RS appendix A.1: "We use the trained Dropout model as the prediction model"
 OWN_SETTINGS = ("validation_size", "ae_batch_size", "v_noise", "train_images")
-SOURCE_SETTINGS = ("arch", "depth", "width", "augmentation", "batch_size", "learning_rate", "dropout_rate",
-                   "eval_repeats", "target_model", "adv_confidences", "adv_per_confidence", "adv_keep",
-                   "adv_l2_cutoff", "cw_iterations", "cw_search_steps", "eot_samples")
+# the training settings of the schemes (an experiment passes them to every model it makes): not MagNet's, ignored
+SOURCE_SETTINGS = tuple(k for k in COMMON_SETTINGS if k not in OWN_SETTINGS) + ("dropout_rate", "eval_repeats",
+                                                                               "target_model")
 
 
 @register
