@@ -58,7 +58,8 @@ def softmax(logits):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-_FORWARD = {}  # (id(model), trace generation) -> (model, compiled forward pass)
+_FORWARD = {}  # (id(model), trace generation) -> (model, compiled forward pass), oldest first
+_FORWARD_LIMIT = 8
 
 
 def forward(model):
@@ -69,6 +70,8 @@ def forward(model):
     if entry is None or entry[0] is not model:
         for old in [k for k in _FORWARD if k[0] == id(model)]:
             del _FORWARD[old]
+        while len(_FORWARD) >= _FORWARD_LIMIT:  # a study evaluates many models: keep the most recent ones only
+            del _FORWARD[next(iter(_FORWARD))]
         entry = (model, tf.function(lambda images: model(images, training=False), reduce_retracing=True))
         _FORWARD[key] = entry
     return entry[1]
