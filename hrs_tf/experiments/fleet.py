@@ -1,0 +1,271 @@
+"""Surrogate fleets: n models of one defense that differ only in their seed and in a random part of the training data.
+
+Random Spiking paper section 5.4: "for each training/defense method, we have 16 models that are surrogates of each
+other ... For each surrogate model, we randomly select half of the original dataset as the training dataset".
+Member k of a fleet in ``work_dir`` is a :class:`hrs_tf.experiments.model_store.ModelStore` in
+``<work_dir>/model_<k>/`` over the member's training images (:func:`training_indices`, a seeded draw that is
+recorded by its hash, not saved: it is derivable) with training seed :func:`member_seed`. A spec made from a source
+model (a wrapped or installed defense) has its source trained in the same store, as the Random Spiking study does.
+Any registered defense works.
+
+:meth:`Fleet.train` makes the missing members in order; ``<work_dir>/fleet.json`` (the manifest) is rewritten
+atomically after each one, so a killed run restarted with the same command trains only what is missing (a
+half-trained member continues at its next epoch through its trainer's own checkpoint). The fleet's settings are
+stored once (:func:`hrs_tf.experiments.cells.check_settings`): another spec, seed, fraction, epochs or training
+setting in the same folder is refused; asking for more models extends the fleet.
+"""
+
+import dataclasses
+import hashlib
+import os
+import time
+
+import numpy as np
+
+from hrs_tf import checks, fileio
+from hrs_tf.defenses import registry
+from hrs_tf.errors import ConfigError
+from hrs_tf.experiments.cells import check_settings, json_ready
+from hrs_tf.experiments.model_store import ModelStore
+
+MANIFEST_FILE = "fleet.json"
+MODELS = 16  # models per scheme [paper 16]
+TRAIN_FRACTION = 0.5  # each model's share of the training set [paper: half]
+POOL_SETTING = "train_images"  # a training setting the fleet applies itself: members draw from the first N images
+CONTENT_KEYS = ("dataset", "train_pool", "spec", "epochs", "source_epochs", "train_fraction", "seed", "settings")
+
+
+# -- what each member is ---------------------------------------------------------------------------------------
+def member_seed(seed, k):
+    """The training seed of member ``k`` of a fleet with seed ``seed``: a 31-bit draw of
+    ``SeedSequence([seed, k])`` (distinct across (seed, k) up to 2^-31 collisions, and safe as a TF int32 seed)."""
+    seed, k = checks.count(seed, "seed"), checks.count(k, "model")
+    return int(np.random.SeedSequence([seed, k]).generate_state(1, np.uint32)[0] >> 1)
+
+
+def check_fraction(value, name="train_fraction"):
+    """A fraction of the training set in (0, 1]."""
+    v = checks.number(value, name)
+    if not 0.0 < v <= 1.0:
+        raise ConfigError(f"{name}={value!r} must be in (0, 1] (the share of the training set each model trains on)")
+    return v
+
+
+def training_indices(num_train, fraction, seed, k):
+    """The sorted int64 indices of member ``k``'s training images: ``round(fraction * num_train)`` distinct ones drawn
+    without replacement by ``default_rng([seed, k, 1])`` (a stream of its own); fraction 1 gives every index."""
+    num_train = checks.count(num_train, "num_train", minimum=1)
+    fraction = check_fraction(fraction)
+    count = int(round(fraction * num_train))
+    if count < 1:
+        raise ConfigError(f"train_fraction={fraction!r} of {num_train} training images leaves none to train on")
+    if count == num_train:
+        return np.arange(num_train, dtype=np.int64)
+    rng = np.random.default_rng([checks.count(seed, "seed"), checks.count(k, "model"), 1])
+    return np.sort(rng.choice(num_train, size=count, replace=False)).astype(np.int64)
+
+
+def indices_hash(indices):
+    """sha256 (hex) of the int64 bytes of ``indices`` (what the manifest records of a member's training set)."""
+    return hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()
+
+
+def member_dataset(dataset, indices, k):
+    """``dataset`` with only the training images at ``indices`` (the test split untouched)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    return dataclasses.replace(
+        dataset, x_train=dataset.x_train[indices], y_train=dataset.y_train[indices],
+        source=f"{dataset.source}; fleet member {k}: {len(indices)} of its {len(dataset.x_train)} training images "
+               f"(indices sha256 {indices_hash(indices)[:16]})")
+
+
+def check_epochs(epochs, name="epochs"):
+    """None, a whole number >= 1 or a list of them (one per HRS block)."""
+    if epochs is None:
+        return None
+    if isinstance(epochs, (list, tuple)):
+        return [checks.count(e, name, minimum=1) for e in epochs]
+    return checks.count(epochs, name, minimum=1)
+
+
+def total_epochs(epochs):
+    """Passes over the training images of a model trained for ``epochs`` (a list: one per block, summed)."""
+    if epochs is None:
+        return 0
+    return sum(epochs) if isinstance(epochs, list) else int(epochs)
+
+
+def _is_derived(spec):
+    """Made from its source model without training (wrapped, transform, subset)."""
+    return spec.source() is not None and spec.make != registry.INSTALLED
+
+
+def _relative(path, work_dir):
+    return None if path is None else os.path.relpath(path, work_dir)
+
+
+# -- the fleet ---------------------------------------------------------------------------------------------------
+class Fleet:
+    """``models`` surrogate models of ``spec`` (a registry spec or its text) on ``dataset`` in ``work_dir``.
+
+    ``epochs``: of the spec's model (default: its defense's ``default_epochs``; a wrapped spec is not trained, so
+    there they are the source's); ``source_epochs``: of the source model of a wrapped / installed spec (default:
+    ``epochs`` if given, else the source defense's own default: MagNet 100 on a Dropout model of 50);
+    ``settings``: training settings given to every trainer (e.g. ``arch``), except ``train_images=N``, which the
+    fleet applies itself: the members' images are drawn from the first N.
+    """
+
+    def __init__(self, dataset, spec, work_dir, models=MODELS, epochs=None, source_epochs=None,
+                 train_fraction=TRAIN_FRACTION, seed=0, settings=None, log=print):
+        self.spec = registry.parse(spec)
+        self.models = checks.count(models, "models", minimum=1)
+        self.train_fraction = check_fraction(train_fraction)
+        self.seed = checks.count(seed, "seed")
+        self.work_dir, self.log = work_dir, log
+        self.settings = {k: v for k, v in dict(settings or {}).items() if v is not None}
+        self.label = self.spec.label
+        source = self.spec.source()
+        self.source = source
+        derived = _is_derived(self.spec)
+        self.epochs = None if derived else check_epochs(self.spec.defense.default_epochs if epochs is None else epochs)
+        self.source_epochs = None
+        if source is not None:
+            given = epochs if source_epochs is None else source_epochs
+            self.source_epochs = check_epochs(source.defense.default_epochs if given is None else given,
+                                              "source_epochs")
+        elif source_epochs is not None:
+            raise ConfigError(f"{self.spec.text!r} is trained from scratch; source_epochs does not apply to it")
+        if not derived and self.epochs is None:
+            raise ConfigError(f"{self.spec.text!r} must be trained and its defense has no default epochs; give epochs")
+        if source is not None and self.source_epochs is None and source.source() is None:
+            raise ConfigError(f"the source {source.text!r} of {self.spec.text!r} must be trained; give source_epochs")
+        self.pool = self._pool(dataset)
+        self.num_train = len(self.pool.x_train)
+        training_indices(self.num_train, self.train_fraction, self.seed, 0)  # refuses a fraction leaving no image
+        self.trainer_settings = {k: v for k, v in self.settings.items() if k != POOL_SETTING}
+        self.manifest_path = os.path.join(work_dir, MANIFEST_FILE)
+        check_settings(work_dir, self._header(), CONTENT_KEYS, "a fleet",
+                       hint="use another --work_dir or the original settings (only --models may change)")
+        stored = fileio.read_json(self.manifest_path) if os.path.exists(self.manifest_path) else {}
+        self._entries = {int(e["model"]): e for e in stored.get("members", [])}
+        self._models = {}
+
+    def _pool(self, dataset):
+        """The training images the members draw from: all, or the first ``train_images`` of them."""
+        count = self.settings.get(POOL_SETTING)
+        if count is None:
+            return dataset
+        count = checks.count(count, POOL_SETTING, minimum=1)
+        if count >= len(dataset.x_train):
+            return dataset
+        return dataclasses.replace(dataset, x_train=dataset.x_train[:count], y_train=dataset.y_train[:count],
+                                   source=f"{dataset.source} (first {count} training images)")
+
+    def _header(self):
+        return json_ready({"dataset": self.pool.name, "train_pool": self.num_train, "spec": self.spec.text,
+                           "label": self.label, "epochs": self.epochs, "source_epochs": self.source_epochs,
+                           "train_fraction": self.train_fraction, "seed": self.seed, "settings": self.settings,
+                           "models": self.models})
+
+    # -- members ---------------------------------------------------------------------------------------------
+    def indices(self, k):
+        """The training-image indices of member ``k`` (into the pool: the first ``train_images`` if given)."""
+        return training_indices(self.num_train, self.train_fraction, self.seed, k)
+
+    def store(self, k):
+        """A new ModelStore of member ``k`` over its training images, the spec (and its source) declared."""
+        k = self._member(k)
+        dataset = member_dataset(self.pool, self.indices(k), k)
+        store = ModelStore(dataset, os.path.join(self.work_dir, f"model_{k}"), seed=member_seed(self.seed, k),
+                           settings=self.trainer_settings, log=self.log)
+        store.add(self.label, self.spec, None if _is_derived(self.spec) else self.epochs)
+        if self.source is not None and store.name_of(self.source) is None:
+            store.add(self.source.label, self.source, None if _is_derived(self.source) else self.source_epochs)
+        return store
+
+    def _member(self, k):
+        k = checks.count(k, "model")
+        if k >= self.models:
+            raise ConfigError(f"model {k} is outside this fleet's models 0..{self.models - 1} (models={self.models})")
+        return k
+
+    def _is_finished(self, k):
+        entry = self._entries.get(k)
+        if entry is None:
+            return False
+        files = [entry.get("file"), entry.get("source_file")]
+        return all(os.path.exists(os.path.join(self.work_dir, f)) for f in files if f is not None)
+
+    def finished(self):
+        """Indices of the finished members (recorded in the manifest, their files present), in order."""
+        return [k for k in range(self.models) if self._is_finished(k)]
+
+    def file(self, k):
+        """The saved file (or folder) of member ``k``'s model; None for a derived model or an unfinished member."""
+        entry = self._entries.get(self._member(k)) if self._is_finished(k) else None
+        return None if entry is None or entry["file"] is None else os.path.join(self.work_dir, entry["file"])
+
+    def model(self, k):
+        """Member ``k``'s model (a Keras model, or what ``spec.apply`` gives for a wrapped spec); trained first if
+        missing, then cached."""
+        k = self._member(k)
+        if k not in self._models:
+            if not self._is_finished(k):
+                self.train([k])
+            self._models[k] = self.store(k).get(self.label)
+        return self._models[k]
+
+    # -- making ----------------------------------------------------------------------------------------------
+    def train(self, members=None):
+        """Makes every missing member (or only those in ``members``) in order; one progress line per member."""
+        members = list(range(self.models)) if members is None else sorted({self._member(k) for k in members})
+        missing = [k for k in members if not self._is_finished(k)]
+        self.log(f"fleet {self.label} ({self.spec.text}) in {self.work_dir}: {len(members) - len(missing)} of "
+                 f"{len(members)} model(s) already made; each trains on {self.train_fraction:g} of "
+                 f"{self.num_train} {self.pool.name} training images")
+        spent = []
+        for done, k in enumerate(missing, start=1):
+            entry = self._make(k)
+            if entry["seconds"] > 0:
+                spent.append(entry["seconds"])
+            left = len(missing) - done
+            eta = left * (sum(spent) / len(spent)) if spent else 0.0
+            self.log(f"fleet {self.label}: model {k} made in {entry['seconds']:.1f} s; "
+                     f"{len(members) - left}/{len(members)} done, {left} left, about {eta / 60:.1f} min left")
+        return self.finished()
+
+    def _make(self, k):
+        store = self.store(k)
+        indices = self.indices(k)
+        trainable = [name for name in store.names() if not _is_derived(store.entries[name][0])]
+        missing = [name for name in trainable if not os.path.exists(store.path(name))]
+        start = time.time()
+        self._models.pop(k, None)
+        store.get(self.label)
+        seconds = max(round(time.time() - start, 3), 0.001) if missing else 0.0
+        source_name = None if self.source is None else store.name_of(self.source)
+        entry = {"model": k, "seed": member_seed(self.seed, k), "train_images": int(len(indices)),
+                 "indices_sha256": indices_hash(indices),
+                 "file": _relative(store.file(self.label), self.work_dir),
+                 "source_file": None if source_name is None else _relative(store.file(source_name), self.work_dir),
+                 "epochs": self.epochs, "source_epochs": self.source_epochs,
+                 "trained_epochs": sum(total_epochs(store.entries[name][1]) for name in missing),
+                 "seconds": seconds}
+        self._entries[k] = entry
+        fileio.write_json(self.manifest_path, self.manifest())
+        return entry
+
+    # -- what was made ---------------------------------------------------------------------------------------
+    def manifest(self):
+        """The fleet's settings and one entry per finished member (what ``fleet.json`` holds)."""
+        made = [self._entries[k] for k in sorted(self._entries) if self._is_finished(k)]
+        return dict(self._header(), members=made)
+
+    def throughput(self):
+        """Training images per second over the members trained by some call: sum of train_images x the epochs
+        trained then (spec and source) over the sum of their wall seconds (None if none was timed). A member
+        resumed from a checkpoint counts all its epochs, so this overstates a resumed run's speed."""
+        timed = [e for e in self.manifest()["members"] if e["seconds"] > 0 and e["trained_epochs"] > 0]
+        if not timed:
+            return None
+        return sum(e["train_images"] * e["trained_epochs"] for e in timed) / sum(e["seconds"] for e in timed)
