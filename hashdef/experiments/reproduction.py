@@ -30,9 +30,8 @@ from hrs_tf import checks
 from hrs_tf import data as data_module
 from hrs_tf.attacks import losses
 from hrs_tf.attacks.bpda import through_bpda
-from hrs_tf.errors import ConfigError
 from hrs_tf.evaluation import metrics, protocol
-from hrs_tf.experiments.cells import CellStore
+from hrs_tf.experiments.cells import CellStore, plan_with
 from hrs_tf.experiments.model_store import ModelStore
 
 EXPERIMENTS = ("table1", "table2", "table3", "table4", "table7", "figure2", "figures34", "adaptive")
@@ -77,17 +76,12 @@ class Plan:
 def plan_for(dataset, **overrides):
     """The default plan of ``dataset`` with ``overrides`` (unknown keys refused)."""
     checks.choice(dataset, "dataset", tuple(LINF_EPS))
-    fields = {f.name for f in dataclasses.fields(Plan)}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise ConfigError(f"unknown plan setting(s) {', '.join(sorted(unknown))}")
-    values = {k: v for k, v in overrides.items() if v is not None}
-    for key in ("experiments",):
-        if key in values:
-            for item in values[key]:
-                checks.choice(item, "experiment", EXPERIMENTS)
-            values[key] = tuple(values[key])
-    return Plan(dataset=dataset, eps=values.pop("eps", LINF_EPS[dataset]), **values)
+    overrides = dict(overrides)
+    if overrides.get("experiments") is not None:
+        overrides["experiments"] = tuple(checks.choice(item, "experiment", EXPERIMENTS)
+                                         for item in overrides["experiments"])
+    eps = overrides.pop("eps", None)
+    return plan_with(Plan, overrides, dataset=dataset, eps=LINF_EPS[dataset] if eps is None else eps)
 
 
 class Reproduction:

@@ -7,11 +7,13 @@ the moment it is done, so a killed run restarted with the same command continues
 that change what a cell holds without being part of its name.
 """
 
+import dataclasses
 import os
 import re
 import time
 
-from hrs_tf import fileio
+from hrs_tf import checks, fileio
+from hrs_tf.errors import ConfigError
 
 SETTINGS_FILE = "plan.json"
 
@@ -28,6 +30,18 @@ def json_ready(value):
     if isinstance(value, dict):
         return {k: json_ready(v) for k, v in value.items()}
     return value
+
+
+def plan_with(plan_class, overrides, counts=(), **fixed):
+    """An experiment's plan: ``plan_class(**fixed, **overrides)`` with the overrides that are None left at their
+    defaults, unknown keys refused, and the fields named in ``counts`` checked to be positive integers."""
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(plan_class)}
+    if unknown:
+        raise ConfigError(f"unknown plan setting(s) {', '.join(sorted(unknown))}")
+    plan = plan_class(**fixed, **{k: v for k, v in overrides.items() if v is not None})
+    for name in counts:
+        checks.count(getattr(plan, name), name, minimum=1)
+    return plan
 
 
 def check_settings(work_dir, settings, content_keys, holder, hint="use another --work_dir or the original settings",

@@ -21,7 +21,7 @@ import numpy as np
 
 from hrs_tf import checks
 from hrs_tf.errors import ConfigError
-from hrs_tf.experiments.cells import CellStore
+from hrs_tf.experiments.cells import CellStore, plan_with
 from hrs_tf.experiments.model_store import ModelStore
 from randspike import decision, schemes
 
@@ -54,14 +54,8 @@ class Plan:
 def plan_for(dataset, **overrides):
     """The default plan of ``dataset`` with ``overrides`` (unknown keys refused, values checked)."""
     checks.choice(dataset, "dataset", ("mnist", "fashion_mnist", "cifar10"))
-    fields = {f.name for f in dataclasses.fields(Plan)}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise ConfigError(f"unknown plan setting(s) {', '.join(sorted(unknown))}")
-    plan = Plan(dataset, **{k: v for k, v in overrides.items() if v is not None})
-    for name in ("models", "epochs", "magnet_epochs", "test_images", "passes", "batch_size", "stability_images",
-                 "stability_draws"):
-        checks.count(getattr(plan, name), name, minimum=1)
+    plan = plan_with(Plan, overrides, ("models", "epochs", "magnet_epochs", "test_images", "passes", "batch_size",
+                                       "stability_images", "stability_draws"), dataset=dataset)
     for experiment in plan.experiments:
         checks.choice(experiment, "experiment", EXPERIMENTS)
     specs = [schemes.spec_of(s) for s in plan.schemes]
