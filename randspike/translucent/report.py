@@ -1,0 +1,206 @@
+"""The report of a translucent-box study (:mod:`.study`): ``docs/reproduce_rs_<dataset>.md`` with the command at its
+top, the scale used, Tables 4-5 beside the paper's, Figure 3 (transfer per L2 bucket of the three strategies) and
+Figure 4 (the cross-scheme heat map of the validation passing rate) as PNGs and CSVs, and the hand-written reading
+``docs/reproduce_rs/<dataset>_reading.md``."""
+
+import csv
+import io
+import os
+
+import numpy as np
+
+from hrs_tf import fileio
+from hrs_tf.reporting import markdown_table, plots
+from randspike import schemes
+from randspike.translucent import strategies
+
+# Tables 4 and 5 of the paper: C&W (K = 0) L2, mean and std, against one model / 8 models at once (section 5.2).
+PAPER_TABLE4 = {
+    "mnist": {"Standard": (2.12, 0.69), "Dropout": (1.80, 0.52), "Distillation": (2.02, 0.63), "RS-1": (2.06, 0.76),
+              "RS-1-Dropout": (1.79, 0.86), "RS-1-Adv": (2.36, 0.80), "MagNet": (2.22, 0.65),
+              "Dropout-Adv": (2.44, 0.66)},
+    "fashion_mnist": {"Standard": (0.12, 0.08), "Dropout": (0.14, 0.07), "Distillation": (0.13, 0.07),
+                      "RS-1": (0.31, 0.16), "RS-1-Dropout": (0.36, 0.21), "RS-1-Adv": (0.56, 0.30),
+                      "MagNet": (0.28, 0.15), "Dropout-Adv": (0.33, 0.15)},
+    "cifar10": {"Standard": (0.17, 0.08), "Dropout": (0.17, 0.08), "Distillation": (0.17, 0.07), "RS-1": (0.32, 0.14),
+                "RS-1-Dropout": (0.32, 0.15), "RS-1-Adv": (0.39, 0.18), "MagNet": (0.29, 0.21),
+                "Dropout-Adv": (0.18, 0.07)},
+}
+PAPER_TABLE5 = {
+    "mnist": {"Standard": (2.50, 0.77), "Dropout": (2.29, 0.65), "Distillation": (2.37, 0.71), "RS-1": (2.77, 0.82),
+              "RS-1-Dropout": (2.77, 0.93), "RS-1-Adv": (3.18, 0.88), "MagNet": (2.68, 0.75),
+              "Dropout-Adv": (2.93, 0.70)},
+    "fashion_mnist": {"Standard": (0.22, 0.15), "Dropout": (0.25, 0.13), "Distillation": (0.24, 0.14),
+                      "RS-1": (0.54, 0.25), "RS-1-Dropout": (0.61, 0.30), "RS-1-Adv": (1.04, 0.44),
+                      "MagNet": (0.54, 0.25), "Dropout-Adv": (0.57, 0.23)},
+    "cifar10": {"Standard": (0.25, 0.10), "Dropout": (0.26, 0.10), "Distillation": (0.33, 0.13), "RS-1": (0.49, 0.18),
+                "RS-1-Dropout": (0.51, 0.18), "RS-1-Adv": (0.64, 0.23), "MagNet": (0.47, 0.24),
+                "Dropout-Adv": (0.29, 0.10)},
+}
+STRATEGY_TITLES = {strategies.SINGLE: "Single", strategies.MULTI: "Multi-{t}",
+                   strategies.VALIDATED: "Multi-{t} + passing {m}/{v} validation"}
+
+
+def bucket_labels(edges):
+    return [f"({a:g}, {b:g}]" for a, b in zip(edges, edges[1:])]
+
+
+def _pct(value):
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _l2(cell):
+    if not cell or cell["mean"] is None:
+        return "-"
+    return f"{cell['mean']:.2f} +- {cell['std']:.2f} ({cell['found']}/{cell['attacked']} found)"
+
+
+def tables_markdown(results, dataset, spec_of_label):
+    rows = []
+    for label in results["schemes"]:
+        paper = schemes.paper_name(spec_of_label[label])
+        t4, t5 = PAPER_TABLE4.get(dataset, {}).get(paper), PAPER_TABLE5.get(dataset, {}).get(paper)
+        cells = results["tables"][label]
+        rows.append([label, _l2(cells["single"]), "" if t4 is None else f"{t4[0]:.2f} +- {t4[1]:.2f}",
+                     _l2(cells["multi"]), "" if t5 is None else f"{t5[0]:.2f} +- {t5[1]:.2f}"])
+    return markdown_table(["scheme", "ours: L2 vs one model (Table 4)", "paper", "ours: L2 vs Multi-t (Table 5)",
+                           "paper"], rows)
+
+
+def titles(roles):
+    return {s: STRATEGY_TITLES[s].format(t=roles.sources, m=roles.threshold, v=roles.validators)
+            for s in strategies.STRATEGIES}
+
+
+def figure3_markdown(results, roles):
+    labels = bucket_labels(results["edges"])
+    names = titles(roles)
+    rows = []
+    for label in results["schemes"] + ["mean"]:
+        for s in strategies.STRATEGIES:
+            rates = results["figure3"][label][s]
+            counts = results["counts"].get(label, {})
+            count = counts.get(strategies.SINGLE if s == strategies.SINGLE else
+                               (strategies.MULTI if s == strategies.MULTI else "passed"))
+            rows.append([label if label != "mean" else "**mean over schemes**", names[s]] +
+                        [_pct(r) + (f" (n={count[b]})" if count else "") for b, r in enumerate(rates)])
+    return markdown_table(["scheme", "strategy"] + [f"L2 {b}" for b in labels], rows)
+
+
+def figure3_png(results, roles, path):
+    edges = results["edges"]
+    middles = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+    names = titles(roles)
+    series = {}
+    for s in strategies.STRATEGIES:
+        points = [(m, 100 * r) for m, r in zip(middles, results["figure3"]["mean"][s]) if r is not None]
+        if points:
+            series[names[s]] = ([p[0] for p in points], [p[1] for p in points])
+    plots.plot_lines(path, series, "L2 distance (bucket middle)", "transfer rate (%)",
+                     "Figure 3: transferability by strategy (mean over schemes)", ylim=(0, 100))
+
+
+def figure4_rows(results):
+    """CSV rows: source, target, bucket, passing rate, transfer rate of the passing examples."""
+    rows = []
+    for source in results["schemes"]:
+        for target in results["schemes"]:
+            cell = results["figure4"][source][target]
+            for b, label in enumerate(bucket_labels(results["edges"])):
+                rows.append([source, target, label, cell["passing"][b], cell["transfer"][b]])
+    return rows
+
+
+def figure4_csv(results, path):
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["source_scheme", "target_scheme", "l2_bucket", "passing_rate", "transfer_rate_of_passing"])
+    for row in figure4_rows(results):
+        writer.writerow(["" if v is None else (f"{v:.4f}" if isinstance(v, float) else v) for v in row])
+    fileio.write_text(path, out.getvalue())
+
+
+def figure4_png(results, path):
+    """One grayscale panel per L2 bucket: source scheme (rows) x target scheme (columns), passing rate 0% black to
+    100% white (the paper's linear mapping); blank where a bucket holds no example."""
+    plt = plots.pyplot()
+    names, labels = results["schemes"], bucket_labels(results["edges"])
+    fig, axes = plt.subplots(len(labels), 1, figsize=(1.6 + 0.7 * len(names), 0.9 + 0.55 * len(names) * len(labels)),
+                             dpi=100, squeeze=False)
+    for b, ax in enumerate(axes[:, 0]):
+        values = np.array([[np.nan if results["figure4"][s][t]["passing"][b] is None else
+                            100 * results["figure4"][s][t]["passing"][b] for t in names] for s in names])
+        ax.imshow(np.ma.masked_invalid(values), cmap="gray", vmin=0, vmax=100, aspect="auto")
+        for (r, c), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                        color="black" if value > 50 else "white")
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_xticks(range(len(names)), names if b == len(labels) - 1 else [""] * len(names), fontsize=7,
+                      rotation=45)
+        ax.set_ylabel(f"L2 {labels[b]}\nsource", fontsize=7)
+    axes[-1, 0].set_xlabel("target scheme", fontsize=8)
+    axes[0, 0].set_title("Figure 4: passing rate (%) of the validation", fontsize=9)
+    fig.tight_layout()
+    plots.save_png(fig, path)
+
+
+def figure4_markdown(results):
+    rows = []
+    for source, target, bucket, passing, transfer in figure4_rows(results):
+        rows.append([source, target, bucket, _pct(passing), _pct(transfer)])
+    return markdown_table(["source", "target", "L2 bucket", "passing rate", "transfer of passing"], rows)
+
+
+def write_report(study, results, docs_dir, command, scale_lines=()):
+    """Writes ``docs_dir/reproduce_rs_<dataset>.md`` with its figures and CSV under ``docs_dir/reproduce_rs/``;
+    returns its path."""
+    dataset, plan, roles = study.dataset.name, study.plan, study.roles
+    figures = os.path.join(docs_dir, "reproduce_rs")
+    figure3_png(results, roles, os.path.join(figures, f"{dataset}_figure3.png"))
+    figure4_png(results, os.path.join(figures, f"{dataset}_figure4.png"))
+    figure4_csv(results, os.path.join(figures, f"{dataset}_figure4.csv"))
+    fileio.write_json(os.path.join(figures, f"{dataset}_results.json"), results)
+    spec_of_label = {spec.label: spec for spec in study.specs}
+    names = titles(roles)
+    parts = [f"# Random Spiking paper: translucent-box evaluation on {dataset} (our reproduction)", "",
+             "Command (resumable; rerun it to finish, add `--report_only` to rebuild this page):", "", "```", command,
+             "```", "", "## Scale", ""]
+    parts += [f"- {line}" for line in scale_lines]
+    parts += [f"- Fleets: {plan.models} models per scheme (paper 16), each trained with its own seed on a random "
+              f"{plan.train_fraction:g} of the training images (paper: a random half); Multi-t attacks the first "
+              f"{roles.sources} (paper 8), Single each of the first {roles.single_sources} alone (paper 4); validation: "
+              f"at least {roles.threshold} of {roles.validators} (paper 5 of 7).",
+              f"- Attack: targeted C&W-L2 on the first {plan.images} test images (random target other than the true "
+              f"label, the same for every scheme), confidences K = {', '.join(f'{k:g}' for k in plan.confidences)}, "
+              f"{plan.cw_iterations} iterations (paper 1000), {plan.cw_search_steps} binary-search steps (paper 9), "
+              f"Adam step {plan.cw_learning_rate:g} (paper 0.01), initial c {plan.cw_initial_const:g}, abort early; "
+              f"EOT over {plan.eot} passes per step on stochastic surrogates; images rounded to 8 bits before "
+              "anything is measured.",
+              f"- Targets judged with their scheme's decision rule (Table 2's row: MC average / voting over "
+              f"{plan.passes} passes, MagNet's rejection never a success), images in batches of {plan.batch_size}.",
+              f"- L2 buckets: {', '.join(bucket_labels(results['edges']))} (the paper's four Figure 4 rows have no "
+              "stated edges: four equal buckets up to Table 3's cut-off).", ""]
+    parts += ["## Tables 4 and 5: white-box C&W (K = 0), L2 of the found examples (mean +- std)", "",
+              tables_markdown(results, dataset, spec_of_label), "",
+              "## Figure 3: transfer rate per L2 bucket of the three strategies", "",
+              f"Single: examples of each Single source on the models other than the Single sources; {names['multi']}: "
+              f"on the {roles.models - roles.sources} held-out models; {names['validated']}: each held-out model "
+              "in turn the target, the transfer rate of the examples that passed the other models' validation, "
+              "averaged over the rotations (n = examples, resp. passing (example, rotation) pairs).", "",
+              f"![figure 3](reproduce_rs/{dataset}_figure3.png)", "", figure3_markdown(results, roles), "",
+              "## Figure 4: passing rate of the validation, source scheme x target scheme", "",
+              f"Examples made by {names['multi']} on the source scheme's fleet; validation on the target scheme's "
+              "held-out models (each in turn left out as the target); passing rate = fraction of the bucket's "
+              "examples that pass, averaged over the rotations. CSV: "
+              f"[reproduce_rs/{dataset}_figure4.csv](reproduce_rs/{dataset}_figure4.csv).", "",
+              f"![figure 4](reproduce_rs/{dataset}_figure4.png)", "", figure4_markdown(results), ""]
+    reading = os.path.join(figures, f"{dataset}_reading.md")
+    if os.path.exists(reading):
+        with open(reading) as f:
+            parts += [f.read().strip(), ""]
+    else:
+        parts += ["## Reading", "", "(not written yet)", ""]
+    path = os.path.join(docs_dir, f"reproduce_rs_{dataset}.md")
+    fileio.write_text(path, "\n".join(parts))
+    return path

@@ -1,0 +1,345 @@
+"""The translucent-box evaluation of the Random Spiking paper on one data set (sections 3.2, 5.2, 5.4, 5.5), as
+resumable cells; any registered defense can be a scheme.
+
+Per scheme, a fleet of ``models`` surrogates (:class:`hrs_tf.experiments.fleet.Fleet`: seeds and random halves of
+the training data) in ``<work_dir>/fleets/<scheme>/``. The same first ``images`` test images and the same random
+targets are attacked for every scheme, at every confidence K of the grid, in chunks of ``attack_batch`` images:
+
+- ``generate`` cells: C&W against the ``sources`` first models at once (Multi-t) and against each of the
+  ``single_sources`` first models alone (Single) (:mod:`.examples`); the 8-bit images go to
+  ``<work_dir>/examples/<cell>.npz`` before the cell's JSON marks them done;
+- ``judge`` cells: the labels that the models of a target scheme (decision rule of its Table 2 row: MC average,
+  voting, MagNet's rejection) give to the found examples of one generate cell: Single examples on their own
+  scheme's Single targets, Multi-t examples on the held-out models of **every** scheme (Figure 4).
+
+:meth:`TranslucentStudy.results` turns them into Tables 4-5 (white-box L2 at K = 0), Figure 3 (transfer rate per
+L2 bucket of the three strategies) and Figure 4 (passing rate of the validation per (source, target) scheme and
+bucket) with :mod:`.strategies`.
+"""
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from hrs_tf import checks
+from hrs_tf.errors import ConfigError
+from hrs_tf.experiments.cells import CellStore, check_settings, plan_with, slug
+from randspike import decision, schemes
+from randspike.translucent import examples, strategies
+
+# Confidence grids of Figure 3 (section 5.4: "slightly lower confidence values than in Sec. 5.1.1": {0, 10, 20, 30}
+# Fashion-MNIST, {0, 20, 40, 60} CIFAR-10). MNIST's is not given: Table 3's {0, 5, 10, 15}.
+CONFIDENCES = {"mnist": (0.0, 5.0, 10.0, 15.0), "fashion_mnist": (0.0, 10.0, 20.0, 30.0),
+               "cifar10": (0.0, 20.0, 40.0, 60.0)}
+CONTENT_KEYS = ("dataset", "images", "seed", "attack", "passes", "batch_size", "roles", "fleet")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The scale of a run (the paper's in brackets)."""
+
+    dataset: str
+    schemes: tuple = tuple(name for _, name, _ in schemes.TABLE2)  # [the nine of Table 2]
+    models: int = 16  # fleet size per scheme [16]
+    sources: int = 8  # Multi-t [8]
+    single_sources: int = 4  # Single [4]
+    threshold: int = 5  # validators to fool [5 of 7]
+    epochs: int = 50  # training epochs per model [50 MNIST CNN, 200 WRN]
+    magnet_epochs: int = 100  # [100 MNIST, 400 others]
+    train_fraction: float = 0.5  # [a random half]
+    settings: tuple = ()  # training settings ((key, value), ...), e.g. train_images
+    images: int = 1000  # first test images attacked [not stated: "thousands of examples"]
+    confidences: tuple = None  # default CONFIDENCES[dataset]
+    cw_iterations: int = 1000  # [1000]
+    cw_search_steps: int = 9  # [9]
+    cw_learning_rate: float = 1e-2  # [1e-2]
+    cw_initial_const: float = 1e-3  # [1e-3]
+    eot: int = 4  # stochastic passes per C&W step on stochastic surrogates [not stated]
+    attack_batch: int = 100  # images per C&W call (one generate cell)
+    passes: int = decision.PASSES  # MC average / voting passes of the targets [10]
+    batch_size: int = decision.BATCH_SIZE  # images judged together (random spiking's batch range)
+    edges: tuple = None  # L2 bucket edges, default 4 equal buckets up to Table 3's cut-off
+    seed: int = 0  # fleets' seed and the targets' draw
+
+
+def plan_for(dataset, **overrides):
+    """The default plan of ``dataset`` with ``overrides`` (None keeps a default; unknown keys refused)."""
+    checks.choice(dataset, "dataset", tuple(CONFIDENCES))
+    plan = plan_with(Plan, overrides, ("epochs", "magnet_epochs", "images", "cw_iterations", "cw_search_steps", "eot",
+                                       "attack_batch", "passes", "batch_size"), dataset=dataset)
+    checks.positive(plan.cw_learning_rate, "cw_learning_rate")
+    checks.positive(plan.cw_initial_const, "cw_initial_const")
+    if not 0.0 < float(plan.train_fraction) <= 1.0:
+        raise ConfigError(f"train_fraction={plan.train_fraction} must be in (0, 1]")
+    strategies.Roles(plan.models, plan.sources, plan.single_sources, plan.threshold)  # refuses impossible roles
+    confidences = tuple(float(checks.nonnegative(k, "confidence")) for k in (plan.confidences or CONFIDENCES[dataset]))
+    if not confidences or len(set(confidences)) != len(confidences):
+        raise ConfigError(f"confidences {list(confidences)} must be distinct values")
+    edges = strategies.check_edges(plan.edges or strategies.default_edges(dataset))
+    specs = [schemes.spec_of(s) for s in plan.schemes]
+    if len({s.text for s in specs}) != len(specs):
+        raise ConfigError(f"schemes {list(plan.schemes)} name one scheme twice")
+    return dataclasses.replace(plan, schemes=tuple(s.text for s in specs), confidences=confidences, edges=edges)
+
+
+class TranslucentStudy:
+    """The translucent-box evaluation of ``plan`` on ``dataset`` in ``work_dir`` (module docstring)."""
+
+    def __init__(self, dataset, plan, work_dir, log=print):
+        if plan.dataset != dataset.name:
+            raise ConfigError(f"the plan is for {plan.dataset!r}, the data set is {dataset.name!r}")
+        if plan.images > len(dataset.x_test):
+            raise ConfigError(f"images={plan.images} exceeds the {len(dataset.x_test)} test images")
+        self.dataset, self.plan, self.work_dir, self.log = dataset, plan, work_dir, log
+        self.roles = strategies.Roles(plan.models, plan.sources, plan.single_sources, plan.threshold)
+        self.specs = [schemes.spec_of(text) for text in plan.schemes]
+        self.cells = CellStore(work_dir, log)
+        self.read_only = False
+        self.fleets = {spec.label: self._fleet(spec) for spec in self.specs}
+        self._classifiers = {}
+        x = dataset.x_test[:plan.images]
+        self.x, self.y = x, dataset.y_test[:plan.images]
+        self.targets = examples.random_targets(self.y, dataset.num_classes, plan.seed)
+
+    def _fleet(self, spec):
+        from hrs_tf.experiments.fleet import Fleet
+
+        epochs = self.plan.magnet_epochs if spec.name == "magnet" else self.plan.epochs
+        return Fleet(self.dataset, spec, os.path.join(self.work_dir, "fleets", slug(spec.label.lower())),
+                     models=self.plan.models, epochs=None if spec.make == "wrapped" else epochs,
+                     source_epochs=None if spec.source() is None else self.plan.epochs, train_fraction=self.plan.train_fraction, seed=self.plan.seed,
+                     settings=dict(self.plan.settings), log=self.log)
+
+    def check(self):
+        p = self.plan
+        check_settings(self.work_dir, {
+            "dataset": self.dataset.name, "images": p.images, "seed": p.seed,
+            "attack": {"iterations": p.cw_iterations, "search_steps": p.cw_search_steps,
+                       "learning_rate": p.cw_learning_rate, "initial_const": p.cw_initial_const, "eot": p.eot,
+                       "attack_batch": p.attack_batch},
+            "passes": p.passes, "batch_size": p.batch_size,
+            "roles": [p.models, p.sources, p.single_sources],
+            "fleet": {"epochs": p.epochs, "magnet_epochs": p.magnet_epochs, "train_fraction": p.train_fraction,
+                      "settings": [list(s) for s in p.settings]}}, CONTENT_KEYS, "a translucent-box study")
+
+    # -- models --------------------------------------------------------------------------------------------
+    def classifier(self, spec, k):
+        """Model k of ``spec``'s fleet as its decision needs it (a Keras model or a Decider), loaded once."""
+        key = (spec.label, k)
+        if key not in self._classifiers:
+            fleet = self.fleets[spec.label]
+            model = fleet.model(k)  # made first: the file is known once the member is finished
+            self._classifiers[key] = schemes.load(spec, fleet.file(k), model, self.dataset.name)
+        return self._classifiers[key]
+
+    def train(self):
+        for spec in self.specs:
+            self.fleets[spec.label].train()
+
+    # -- cells ---------------------------------------------------------------------------------------------
+    def chunks(self):
+        n, b = self.plan.images, self.plan.attack_batch
+        return [(a, min(a + b, n)) for a in range(0, n, b)]
+
+    def groups(self):
+        """The attacked groups of a fleet: ``multi`` (the Multi-t sources) and ``single<j>`` (each Single source)."""
+        return ["multi"] + [f"single{j}" for j in range(self.roles.single_sources)]
+
+    def _sources(self, group):
+        return list(range(self.roles.sources)) if group == "multi" else [int(group[len("single"):])]
+
+    @staticmethod
+    def generate_name(spec, group, confidence, chunk):
+        return f"{spec.label} {group} K={confidence:g} images={chunk[0]}-{chunk[1]}"
+
+    def _example_path(self, name):
+        return os.path.join(self.work_dir, "examples", slug(name) + ".npz")
+
+    def _require(self, experiment, name):
+        if self.read_only and self.cells.stored(experiment, name) is None:
+            raise ConfigError(f"cell {experiment}/{name} is not computed yet; run without --report_only first")
+
+    def generated(self, spec, group, confidence, chunk):
+        """The generate cell (module docstring) and its examples ``{adv, found, l2, targets, images}``."""
+        name = self.generate_name(spec, group, confidence, chunk)
+        path = self._example_path(name)
+        a, b = chunk
+
+        def compute():
+            p = self.plan
+            surrogates = [examples.attack_view(self.classifier(spec, k)) for k in self._sources(group)]
+            made = examples.generate(surrogates, self.x[a:b], self.targets[a:b], confidence, eot=p.eot,
+                                     learning_rate=p.cw_learning_rate, binary_search_steps=p.cw_search_steps,
+                                     max_iterations=p.cw_iterations, initial_const=p.cw_initial_const)
+            made.update(targets=self.targets[a:b], images=np.arange(a, b))
+            examples.save(path, made)
+            found = made["l2"][made["found"]]
+            self.log(f"  {name}: {int(made['found'].sum())}/{b - a} found, mean L2 "
+                     f"{float(found.mean()) if found.size else float('nan'):.3f}")
+            return {"scheme": spec.label, "spec": spec.text, "group": group, "confidence": confidence,
+                    "images": [a, b], "found": int(made["found"].sum()), "file": os.path.relpath(path, self.work_dir)}
+
+        self._require("generate", name)
+        cell = self.cells.cell("generate", name, compute)
+        return cell, examples.load(os.path.join(self.work_dir, cell["file"]))
+
+    def target_models(self, source_spec, group, target_spec):
+        """The fleet models of ``target_spec`` that judge the examples of ``group`` of ``source_spec``."""
+        if group == "multi":
+            return list(self.roles.held_out)
+        if target_spec.label != source_spec.label:
+            raise ConfigError("Single examples are judged on their own scheme's models only")
+        return list(self.roles.single_targets(int(group[len("single"):])))
+
+    def judged(self, source_spec, group, confidence, chunk, target_spec):
+        """The judge cell: labels of ``target_spec``'s models on the found examples of one generate cell."""
+        _, made = self.generated(source_spec, group, confidence, chunk)
+        name = self.generate_name(source_spec, group, confidence, chunk) + f" on {target_spec.label}"
+
+        def compute():
+            found = np.flatnonzero(made["found"])
+            x = examples.as_float(made["adv"][found])
+            labels = {}
+            for k in self.target_models(source_spec, group, target_spec):
+                model = self.classifier(target_spec, k)
+                rule = decision.rule_or_error(schemes.paper_rule(target_spec), model)
+                labels[str(k)] = (decision.labels(model, x, rule=rule, passes=self.plan.passes,
+                                                  batch_size=self.plan.batch_size).tolist() if len(x) else [])
+            return {"source": source_spec.label, "target": target_spec.label, "group": group,
+                    "confidence": confidence, "examples": found.tolist(), "labels": labels}
+
+        self._require("judge", name)
+        return self.cells.cell("judge", name, compute), made
+
+    # -- measurements ----------------------------------------------------------------------------------------
+    def _pooled(self, source_spec, group, target_spec):
+        """Over the confidence grid and the chunks: (L2 of the found examples, fooled (target models, examples))."""
+        l2, fooled = [], []
+        for confidence in self.plan.confidences:
+            for chunk in self.chunks():
+                cell, made = self.judged(source_spec, group, confidence, chunk, target_spec)
+                found = np.asarray(cell["examples"], np.int64)
+                l2.append(made["l2"][found])
+                targets = made["targets"][found]
+                fooled.append(np.stack([decision.attack_succeeded(np.asarray(cell["labels"][str(k)], np.int64),
+                                                                  targets, targeted=True)
+                                        for k in self.target_models(source_spec, group, target_spec)]))
+        return np.concatenate(l2), np.concatenate(fooled, axis=1)
+
+    def white_box(self, spec, groups):
+        """Tables 4-5: the L2 of C&W at K = 0 against the source(s) of ``groups`` (Single: its sources' examples
+        pooled): {mean, std, found, attacked}; None when K = 0 is not in the grid."""
+        if 0.0 not in self.plan.confidences:
+            return None
+        l2, attacked = [], 0
+        for group in groups:
+            for chunk in self.chunks():
+                _, made = self.generated(spec, group, 0.0, chunk)
+                l2.append(made["l2"][made["found"]])
+                attacked += len(made["found"])
+        l2 = np.concatenate(l2)
+        mean, std = strategies.mean_std(l2)
+        return {"mean": mean, "std": std, "found": int(l2.size), "attacked": attacked}
+
+    def cell_plan(self):
+        """Every cell of the plan in the order :meth:`run` computes them: ``("generate", args)`` then
+        ``("judge", args)``, with ``args`` the arguments of :meth:`generated` / :meth:`judged`."""
+        todo = []
+        for spec in self.specs:
+            for group in self.groups():
+                for confidence in self.plan.confidences:
+                    todo += [("generate", (spec, group, confidence, chunk)) for chunk in self.chunks()]
+        for spec in self.specs:
+            for group in self.groups():
+                targets = self.specs if group == "multi" else [spec]
+                for confidence in self.plan.confidences:
+                    for chunk in self.chunks():
+                        todo += [("judge", (spec, group, confidence, chunk, target)) for target in targets]
+        return todo
+
+    def run(self):
+        """Every cell of the plan (fleets first), with a progress line per cell; returns :meth:`results`."""
+        self.check()
+        self.train()
+        todo = self.cell_plan()
+        start, computed = time.time(), 0
+        for i, (kind, args) in enumerate(todo, 1):
+            name = self.generate_name(*args[:4]) + (f" on {args[4].label}" if kind == "judge" else "")
+            if self.cells.stored(kind, name) is not None:
+                continue
+            (self.generated if kind == "generate" else self.judged)(*args)
+            computed += 1
+            elapsed = time.time() - start
+            left = len(todo) - i
+            self.log(f"cells: {i}/{len(todo)} done, {left} left, {elapsed / 60:.1f} min so far"
+                     + (f", about {elapsed / computed * left / 60:.0f} min left (at this run's mean cell time)"
+                        if left else ""))
+        return self.results()
+
+    def scale_lines(self):
+        """What each scheme's fleet was made with, read from its manifest and the models' training records."""
+        lines = []
+        for spec in self.specs:
+            fleet = self.fleets[spec.label]
+            manifest = fleet.manifest()
+            members = manifest.get("members", [])
+            images = sorted({m.get("train_images") for m in members})
+            errors = []
+            for k in [m["model"] for m in members]:
+                path = fleet.file(k)
+                record = (spec.defense.record(path) if path and os.path.exists(path) else None) or {}
+                if record.get("test_error_single") is not None:
+                    errors.append(100 * record["test_error_single"])
+                elif isinstance(record.get("clean_accuracy"), dict):
+                    errors.append(100 * (1 - record["clean_accuracy"]["mean"]))
+            epochs = manifest.get("epochs")
+            lines.append(f"{spec.label} (`{spec.text}`): {len(members)} of {self.plan.models} models trained"
+                         + (f", {epochs} epochs" if epochs else " (made from its source models without training)")
+                         + (f" on {', '.join(str(i) for i in images)} images each" if images else "")
+                         + (f"; test error {min(errors):.2f}-{max(errors):.2f}% (from the training records: single "
+                            "prediction, or one stochastic pass)" if errors else ""))
+        return lines
+
+    def collect(self):
+        """The results of finished cells only (ConfigError naming the first missing one): the report's input."""
+        self.read_only = True
+        return self.results()
+
+    def results(self):
+        edges = self.plan.edges
+        out = {"edges": list(edges), "schemes": [s.label for s in self.specs], "tables": {}, "figure3": {},
+               "figure4": {}, "counts": {}}
+        for spec in self.specs:
+            out["tables"][spec.label] = {"single": self.white_box(spec, self.groups()[1:]),
+                                         "multi": self.white_box(spec, ["multi"])}
+            figure = {}
+            # every Single source's examples meet the same targets: pool them
+            pooled = [self._pooled(spec, g, spec) for g in self.groups()[1:]]
+            single_l2 = np.concatenate([p[0] for p in pooled])
+            figure[strategies.SINGLE] = strategies.transfer_by_bucket(np.concatenate([p[1] for p in pooled], axis=1),
+                                                                      single_l2, edges)
+            multi_l2, multi_fooled = self._pooled(spec, "multi", spec)
+            figure[strategies.MULTI] = strategies.transfer_by_bucket(multi_fooled, multi_l2, edges)
+            validated = strategies.validated_by_bucket(multi_fooled, multi_l2, edges, self.roles.threshold)
+            figure[strategies.VALIDATED] = validated["transfer"]
+            out["counts"][spec.label] = {
+                strategies.SINGLE: strategies.counts_by_bucket(single_l2, edges),
+                strategies.MULTI: strategies.counts_by_bucket(multi_l2, edges),
+                "passed": [sum(r["passed"][b] for r in validated["rotations"]) for b in range(len(edges) - 1)]}
+            out["figure3"][spec.label] = figure
+            out["figure4"][spec.label] = {}
+            for target in self.specs:
+                t_l2, t_fooled = self._pooled(spec, "multi", target)
+                v = strategies.validated_by_bucket(t_fooled, t_l2, edges, self.roles.threshold)
+                out["figure4"][spec.label][target.label] = {"passing": v["passing"], "transfer": v["transfer"]}
+        out["figure3"]["mean"] = {s: [_mean_over([out["figure3"][spec.label][s][b] for spec in self.specs])
+                                      for b in range(len(edges) - 1)] for s in strategies.STRATEGIES}
+        return out
+
+
+def _mean_over(values):
+    """Mean of the defined values; None if none is defined."""
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None

@@ -1,0 +1,179 @@
+"""The translucent-box evaluation (Random Spiking paper sections 3.2, 5.4, 5.5): the fleet roles, the 5/7 filter and
+its rotations on hand-made cases, L2 buckets, 8-bit rounding and random targets of the examples, what is attacked for
+a decider, and a whole tiny study: cells, results, resume after a kill, report."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from hrs_tf.errors import ConfigError
+from randspike import decision
+from randspike.translucent import examples, report, strategies, study
+from tests.experiments.test_fleet import defenses, CentroidDefense  # noqa: F401 (fixture)
+
+
+# -- roles and strategies -----------------------------------------------------------------------------------------
+def test_paper_roles_split_sixteen_models():
+    roles = strategies.Roles()
+    assert roles.held_out == tuple(range(8, 16)) and roles.validators == 7
+    assert roles.single_targets(0) == tuple(range(4, 16))  # "the remaining 12 target models"
+    rotations = roles.rotations()
+    assert len(rotations) == 8 and all(len(v) == 7 and t not in v for t, v in rotations)
+    assert {t for t, _ in rotations} == set(range(8, 16))
+    with pytest.raises(ConfigError, match="threshold of 8 exceeds the 7 validation models"):
+        strategies.Roles(threshold=8)
+    with pytest.raises(ConfigError, match="15 source models leave fewer than 2"):
+        strategies.Roles(sources=15)
+    with pytest.raises(ConfigError, match="not a Single source"):
+        roles.single_targets(4)
+
+
+def test_validation_keeps_what_fools_five_of_seven_and_rotates_the_target():
+    # 8 held-out models (rows) x 4 examples (columns), all in one bucket.
+    fooled = np.zeros((8, 4), bool)
+    fooled[:, 0] = True  # fools all 8: passes every rotation, transfers every time
+    fooled[:5, 1] = True  # fools models 0-4: with target in 0-4 only 4 validators fooled -> fails;
+    #                       with target in 5-7 the 7 validators include all five -> passes, never transfers
+    fooled[:6, 2] = True  # fools 0-5: target in 0-5 -> 5 validators fooled, passes and transfers;
+    #                       target 6-7 -> 6 fooled, passes, does not transfer
+    # so rotations 0-4 keep examples 0, 2 (both transfer); rotation 5 keeps 0, 1, 2 (0 and 2 transfer);
+    # rotations 6, 7 keep 0, 1, 2 (only 0 transfers)
+    fooled[:4, 3] = True  # fools 4: never 5 validators -> never passes
+    l2 = np.full(4, 0.5)
+    out = strategies.validated_by_bucket(fooled, l2, (0.0, 1.0), threshold=5)
+    rotations = out["rotations"]
+    assert [r["passed"][0] for r in rotations] == [2, 2, 2, 2, 2, 3, 3, 3]
+    # per rotation, transfer rate of the passing examples to the target
+    expected = [1.0] * 5 + [2 / 3, 1 / 3, 1 / 3]
+    assert [r["transfer"][0] for r in rotations] == pytest.approx(expected)
+    assert out["transfer"][0] == pytest.approx(np.mean(expected))
+    assert out["passing"][0] == pytest.approx(np.mean([2 / 4] * 5 + [3 / 4] * 3))
+    # a threshold of 7 keeps only example 0
+    assert strategies.validated_by_bucket(fooled, l2, (0.0, 1.0), 7)["transfer"][0] == 1.0
+
+
+def test_buckets_and_transfer_rates_by_bucket():
+    edges = strategies.default_edges("mnist")
+    assert edges == (0.0, 0.75, 1.5, 2.25, 3.0)
+    l2 = np.array([0.0, 0.75, 0.76, 2.9, 3.0, 3.01])
+    assert strategies.bucket_of(l2, edges).tolist() == [0, 0, 1, 3, 3, -1]  # (a, b]; above the cut-off: none
+    fooled = np.array([[1, 0, 1, 1, 0, 1], [1, 1, 0, 1, 0, 1]], bool)  # 2 targets
+    assert strategies.transfer_by_bucket(fooled, l2, edges) == [0.75, 0.5, None, 0.5]
+    assert strategies.counts_by_bucket(l2, edges) == [2, 1, 0, 2]
+    with pytest.raises(ConfigError, match="increasing"):
+        strategies.check_edges((0.0, 1.0, 1.0))
+
+
+# -- examples ---------------------------------------------------------------------------------------------------------
+def test_random_targets_are_seeded_and_never_the_true_label():
+    labels = np.arange(1000) % 10
+    targets = examples.random_targets(labels, 10, seed=3)
+    assert np.all(targets != labels) and np.array_equal(targets, examples.random_targets(labels, 10, seed=3))
+    assert not np.array_equal(targets, examples.random_targets(labels, 10, seed=4))
+    counts = np.bincount((targets - labels) % 10, minlength=10)
+    assert counts[0] == 0 and counts[1:].min() > 80  # ~111 each of the 9 other labels (binomial sd ~10)
+
+
+def test_generated_examples_are_8_bit_and_measured_after_rounding(real_mnist):
+    from tests.randspike.helpers import linear_mnist_model
+
+    model = linear_mnist_model(real_mnist, epochs=1, images=1000)
+    x, y = real_mnist.x_test[:8], real_mnist.y_test[:8]
+    targets = examples.random_targets(y, 10, seed=0)
+    made = examples.generate([model, model], x, targets, 0.0, max_iterations=50, binary_search_steps=2,
+                             learning_rate=0.1, initial_const=10.0)
+    assert made["adv"].dtype == np.uint8 and made["found"].sum() >= 6
+    rounded = examples.as_float(made["adv"])
+    assert np.allclose(made["l2"], examples.l2_distance(rounded, x))
+    assert np.all(made["l2"][~made["found"]] == 0.0)
+    # the rounding moved the images (C&W's own images are not on the 8-bit grid)
+    assert not np.allclose(examples.round_to_8bit(rounded), rounded + 1e-3)
+    predicted = np.argmax(np.asarray(model(rounded)), axis=-1)
+    assert np.mean(predicted[made["found"]] == targets[made["found"]]) >= 0.6  # rounding may undo a few (K = 0)
+
+
+def test_attack_view_of_a_decider():
+    class WithAttackModel(decision.Decider):
+        model = "composite"
+
+        def attack_model(self):
+            return "composite + rejection logit"
+
+    class Plain(decision.Decider):
+        model = "noise + classifier"
+
+    assert examples.attack_view(WithAttackModel()) == "composite + rejection logit"
+    assert examples.attack_view(Plain()) == "noise + classifier"
+    assert examples.attack_view("keras model") == "keras model"
+
+
+# -- a whole tiny study -------------------------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_study(tmp_path, real_mnist, defenses):  # noqa: F811
+    dataset = dataclasses.replace(real_mnist, x_train=real_mnist.x_train[:400], y_train=real_mnist.y_train[:400],
+                                  x_test=real_mnist.x_test[:50], y_test=real_mnist.y_test[:50])
+    plan = study.plan_for("mnist", schemes=(CentroidDefense.name,), models=4, sources=2, single_sources=1,
+                          threshold=1, epochs=1, images=6, attack_batch=4, confidences=(0, 2), cw_iterations=20,
+                          cw_search_steps=2, cw_learning_rate=0.1, cw_initial_const=10.0, edges=(0.0, 2.0, 6.0))
+    return lambda: study.TranslucentStudy(dataset, plan, str(tmp_path / "work"), log=lambda line: None)
+
+
+def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkeypatch):
+    evaluation = tiny_study()
+    results = evaluation.run()
+    label = CentroidDefense.name
+    # 2 groups x 2 K x 2 chunks generate cells; judge: same count (one target scheme)
+    assert len(os.listdir(tmp_path / "work" / "cells" / "generate")) == 8
+    assert len(os.listdir(tmp_path / "work" / "cells" / "judge")) == 8
+    tables = results["tables"][label]
+    assert tables["multi"]["attacked"] == 6 and 0 < tables["multi"]["found"] <= 6
+    assert tables["single"]["attacked"] == 6
+    # Multi-2 examples fool both sources; the held-out models (2, 3) are judged: rates are fractions
+    figure = results["figure3"][label]
+    assert all(r is None or 0.0 <= r <= 1.0 for s in strategies.STRATEGIES for r in figure[s])
+    assert results["figure4"][label][label]["passing"] is not None
+    # judge cells hold the labels of exactly the found examples, from the held-out models
+    cell = evaluation.cells.stored("judge", f"{label} multi K=0 images=0-4 on {label}")
+    _, made = evaluation.generated(evaluation.specs[0], "multi", 0.0, (0, 4))
+    assert cell["examples"] == np.flatnonzero(made["found"]).tolist() and set(cell["labels"]) == {"2", "3"}
+
+    # a rerun computes nothing; a killed cell (its JSON missing) is the only one redone
+    def refuse(*args, **kwargs):
+        raise AssertionError("recomputed a finished cell")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(examples, "generate", refuse)
+        assert tiny_study().run() == results
+    found = [(c, k) for k in (0, 2) for c in ((0, 4), (4, 6))
+             if evaluation.cells.stored("generate", f"{label} single0 K={k} images={c[0]}-{c[1]}")["found"]]
+    chunk, k = found[-1]
+    os.remove(evaluation.cells.path("judge", f"{label} single0 K={k} images={chunk[0]}-{chunk[1]} on {label}"))
+    calls = []
+    original = decision.labels
+    with monkeypatch.context() as patch:
+        patch.setattr(decision, "labels", lambda *a, **k: calls.append(1) or original(*a, **k))
+        patch.setattr(examples, "generate", refuse)
+        again = tiny_study().run()
+    assert len(calls) == 3  # the single source's 3 target models, one cell
+    assert again["figure3"] == results["figure3"]
+
+    path = report.write_report(evaluation, results, str(tmp_path / "docs"), "python tools/reproduce_rs.py ...",
+                               evaluation.scale_lines())
+    text = open(path).read()
+    assert "Table 4" in text and "Figure 4" in text and "1 of 4 validation" not in text
+    assert os.path.exists(tmp_path / "docs" / "reproduce_rs" / "mnist_figure4.png")
+    assert (tmp_path / "docs" / "reproduce_rs" / "mnist_figure4.csv").read_text().count("\n") == 1 + 2
+
+
+def test_plan_checks():
+    with pytest.raises(ConfigError, match="train_fraction=1.5"):
+        study.plan_for("mnist", train_fraction=1.5)
+    with pytest.raises(ConfigError, match="distinct"):
+        study.plan_for("mnist", confidences=(0, 0))
+    with pytest.raises(ConfigError, match="unknown plan setting"):
+        study.plan_for("mnist", bogus=1)
+    plan = study.plan_for("fashion_mnist")
+    assert plan.confidences == (0.0, 10.0, 20.0, 30.0) and plan.edges == (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert len(plan.schemes) == 9
