@@ -42,6 +42,27 @@ class Recipe:
 PAPER_RECIPES = {"rs_mnist": Recipe(0.01, 50), "wrn": Recipe(0.1, 200, drop_epochs=(60, 120, 160))}
 
 
+def paper_epochs(dataset_name, arch=None):
+    """Table 7's training epochs of ``arch`` (default: the data set's network): 50 RS MNIST CNN, 200 WRN."""
+    from randspike import architectures
+
+    arch = architectures.DEFAULT_ARCHITECTURE[dataset_name] if arch is None else architectures.check_arch(arch)
+    return PAPER_RECIPES[arch].epochs
+
+
+def with_paper_epochs(dataset_name, overrides):
+    """A study's plan ``overrides`` with ``epochs`` / ``magnet_epochs`` that are missing or None set to the paper's
+    for the data set and the network its ``settings`` name (Table 7; MagNet's autoencoders 100 MNIST, 400 others)."""
+    from randspike.magnet import autoencoders
+
+    overrides = dict(overrides)
+    if overrides.get("epochs") is None:
+        overrides["epochs"] = paper_epochs(dataset_name, dict(overrides.get("settings") or ()).get("arch"))
+    if overrides.get("magnet_epochs") is None:
+        overrides["magnet_epochs"] = autoencoders.EPOCHS[dataset_name]
+    return overrides
+
+
 def recipe_for(arch, dataset_name, epochs=None, batch_size=None, learning_rate=None, augmentation=None):
     """The paper's recipe for ``arch`` on ``dataset_name`` with any of its settings overridden."""
     from randspike import augmentation as augmentations

@@ -23,7 +23,7 @@ from hrs_tf import checks
 from hrs_tf.errors import ConfigError
 from hrs_tf.experiments.cells import CellStore, plan_with
 from hrs_tf.experiments.model_store import ModelStore
-from randspike import decision, schemes
+from randspike import decision, schemes, training
 
 EXPERIMENTS = ("table2", "stability")
 CONTENT_KEYS = ("dataset", "test_images", "passes", "batch_size", "per_image", "eval_seed")
@@ -36,8 +36,8 @@ class Plan:
     dataset: str
     schemes: tuple = tuple(name for _, name, _ in schemes.TABLE2)  # defense specs [the nine]
     models: int = 16  # trained models per scheme [16]
-    epochs: int = 50  # training epochs of every trained scheme [50 MNIST CNN, 200 WRN]
-    magnet_epochs: int = 100  # MagNet's autoencoders [100 MNIST, 400 others]
+    epochs: int = None  # training epochs of every trained scheme, default the paper's [50 MNIST CNN, 200 WRN]
+    magnet_epochs: int = None  # MagNet's autoencoders, default the paper's [100 MNIST, 400 others]
     test_images: int = 10000  # test images of Table 2 [10,000]
     passes: int = 10  # stochastic passes of MC average / voting [10]
     batch_size: int = decision.BATCH_SIZE
@@ -54,6 +54,7 @@ class Plan:
 def plan_for(dataset, **overrides):
     """The default plan of ``dataset`` with ``overrides`` (unknown keys refused, values checked)."""
     checks.choice(dataset, "dataset", ("mnist", "fashion_mnist", "cifar10"))
+    overrides = training.with_paper_epochs(dataset, overrides)
     plan = plan_with(Plan, overrides, ("models", "epochs", "magnet_epochs", "test_images", "passes", "batch_size",
                                        "stability_images", "stability_draws"), dataset=dataset)
     for experiment in plan.experiments:

@@ -26,7 +26,7 @@ import numpy as np
 from hrs_tf import checks
 from hrs_tf.errors import ConfigError
 from hrs_tf.experiments.cells import CellStore, check_settings, plan_with, slug
-from randspike import decision, schemes
+from randspike import decision, schemes, training
 from randspike.translucent import examples, strategies
 
 # Confidence grids of Figure 3 (section 5.4: "slightly lower confidence values than in Sec. 5.1.1": {0, 10, 20, 30}
@@ -46,8 +46,8 @@ class Plan:
     sources: int = 8  # Multi-t [8]
     single_sources: int = 4  # Single [4]
     threshold: int = 5  # validators to fool [5 of 7]
-    epochs: int = 50  # training epochs per model [50 MNIST CNN, 200 WRN]
-    magnet_epochs: int = 100  # [100 MNIST, 400 others]
+    epochs: int = None  # training epochs per model, default the paper's [50 MNIST CNN, 200 WRN]
+    magnet_epochs: int = None  # default the paper's [100 MNIST, 400 others]
     train_fraction: float = 0.5  # [a random half]
     settings: tuple = ()  # training settings ((key, value), ...), e.g. train_images
     images: int = 1000  # first test images attacked [not stated: "thousands of examples"]
@@ -67,6 +67,7 @@ class Plan:
 def plan_for(dataset, **overrides):
     """The default plan of ``dataset`` with ``overrides`` (None keeps a default; unknown keys refused)."""
     checks.choice(dataset, "dataset", tuple(CONFIDENCES))
+    overrides = training.with_paper_epochs(dataset, overrides)
     plan = plan_with(Plan, overrides, ("epochs", "magnet_epochs", "images", "cw_iterations", "cw_search_steps", "eot",
                                        "attack_batch", "passes", "batch_size"), dataset=dataset)
     checks.positive(plan.cw_learning_rate, "cw_learning_rate")
