@@ -20,6 +20,7 @@ import numpy as np
 from hrs_tf import checks, fileio
 from hrs_tf.attacks.cw_l2 import cw_l2
 from hrs_tf.errors import ConfigError
+from hrs_tf.evaluation import scoring
 from hrs_tf.layers import stochastic
 from randspike import decision
 
@@ -42,16 +43,6 @@ def random_targets(labels, num_classes, seed):
     return (labels + shift) % num_classes
 
 
-def round_to_8bit(x):
-    """Images in [0, 1] rounded to the nearest of the 256 levels of an 8-bit image."""
-    return np.round(np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 255.0) / 255.0
-
-
-def l2_distance(adv, x):
-    return np.sqrt(np.sum(np.square(np.asarray(adv, np.float64) - np.asarray(x, np.float64)),
-                          axis=tuple(range(1, np.ndim(x)))))
-
-
 def generate(surrogates, x, targets, confidence, *, eot=1, learning_rate=1e-2, binary_search_steps=9,
              max_iterations=1000, initial_const=1e-3, abort_early=True):
     """Targeted multi-surrogate C&W-L2 on ``surrogates`` (Keras models; one model = Single) at confidence K.
@@ -71,8 +62,9 @@ def generate(surrogates, x, targets, confidence, *, eot=1, learning_rate=1e-2, b
                       max_iterations=max_iterations, initial_const=initial_const, abort_early=abort_early,
                       eot_samples=samples)
     found = np.any(adv != x, axis=tuple(range(1, x.ndim)))  # cw_l2 returns the original image where it failed
-    rounded = round_to_8bit(adv)
-    return {"adv": np.round(rounded * 255.0).astype(np.uint8), "found": found, "l2": l2_distance(rounded, x)}
+    rounded = scoring.round_to_8bit(adv)
+    return {"adv": np.round(rounded * 255.0).astype(np.uint8), "found": found,
+            "l2": scoring.distortions(x, rounded)["l2"]}
 
 
 def save(path, examples):

@@ -5,13 +5,17 @@ a decider, and a whole tiny study: cells, results, resume after a kill, report."
 import dataclasses
 import os
 
+import keras
 import numpy as np
 import pytest
 
 from hrs_tf.errors import ConfigError
 from randspike import decision
 from randspike.translucent import examples, report, strategies, study
-from tests.experiments.test_fleet import defenses, CentroidDefense  # noqa: F401 (fixture)
+from tests.experiments import test_fleet
+
+defenses = test_fleet.defenses  # the fixture registering test-only defenses (a copy of the registry)
+CentroidDefense = test_fleet.CentroidDefense
 
 
 # -- roles and strategies -----------------------------------------------------------------------------------------
@@ -86,12 +90,22 @@ def test_generated_examples_are_8_bit_and_measured_after_rounding(real_mnist):
                              learning_rate=0.1, initial_const=10.0)
     assert made["adv"].dtype == np.uint8 and made["found"].sum() >= 6
     rounded = examples.as_float(made["adv"])
-    assert np.allclose(made["l2"], examples.l2_distance(rounded, x))
+    assert np.allclose(made["l2"], np.sqrt(np.sum((rounded - x) ** 2, axis=(1, 2, 3))))
     assert np.all(made["l2"][~made["found"]] == 0.0)
-    # the rounding moved the images (C&W's own images are not on the 8-bit grid)
-    assert not np.allclose(examples.round_to_8bit(rounded), rounded + 1e-3)
+    assert np.array_equal(np.round(rounded * 255) / 255, rounded)
     predicted = np.argmax(np.asarray(model(rounded)), axis=-1)
     assert np.mean(predicted[made["found"]] == targets[made["found"]]) >= 0.6  # rounding may undo a few (K = 0)
+
+
+def test_rounding_to_8_bits_happens_before_the_l2_is_measured(monkeypatch, real_mnist):
+    x = real_mnist.x_test[:3]  # on the 8-bit grid
+    monkeypatch.setattr(examples, "cw_l2", lambda model, x, *a, **k: np.minimum(x + 0.6 / 255, 1.0))
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    made = examples.generate([model], x, np.zeros(3, np.int64), 0.0)
+    below_one = np.sum(x < 1.0, axis=(1, 2, 3))
+    # x + 0.6/255 rounds to x + 1/255 wherever x < 1: L2 = sqrt(count) / 255, not 0.6 * sqrt(count) / 255
+    assert np.allclose(made["l2"], np.sqrt(below_one) / 255) and made["found"].all()
+    assert np.array_equal(made["adv"].astype(int) - np.round(x * 255).astype(int), (x < 1.0).astype(int))
 
 
 def test_attack_view_of_a_decider():
@@ -111,7 +125,7 @@ def test_attack_view_of_a_decider():
 
 # -- a whole tiny study -------------------------------------------------------------------------------------------------
 @pytest.fixture
-def tiny_study(tmp_path, real_mnist, defenses):  # noqa: F811
+def tiny_study(tmp_path, real_mnist, defenses):
     dataset = dataclasses.replace(real_mnist, x_train=real_mnist.x_train[:400], y_train=real_mnist.y_train[:400],
                                   x_test=real_mnist.x_test[:50], y_test=real_mnist.y_test[:50])
     plan = study.plan_for("mnist", schemes=(CentroidDefense.name,), models=4, sources=2, single_sources=1,
@@ -177,3 +191,17 @@ def test_plan_checks():
     plan = study.plan_for("fashion_mnist")
     assert plan.confidences == (0.0, 10.0, 20.0, 30.0) and plan.edges == (0.0, 0.25, 0.5, 0.75, 1.0)
     assert len(plan.schemes) == 9
+    assert (plan.epochs, plan.magnet_epochs) == (200, 400)  # Table 7: WRN 200 epochs; MagNet's autoencoders 400
+    plan = study.plan_for("fashion_mnist", settings=(("arch", "rs_mnist"),))
+    assert plan.epochs == 50 and study.plan_for("mnist").magnet_epochs == 100
+
+
+def test_the_tool_refuses_impossible_roles_before_writing_anything(tmp_path):
+    from tests.tool_runner import run_script
+
+    result = run_script("reproduce_rs.py", "--dataset=mnist", "--data_dir=../shared/data", "--threshold=8",
+                        f"--work_dir={tmp_path / 'work'}", f"--docs_dir={tmp_path / 'docs'}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("error: a passing threshold of 8 exceeds the 7 validation models "
+                                                      "(16 models, 8 sources)")
+    assert not os.path.exists(tmp_path / "work") and not os.path.exists(tmp_path / "docs")
