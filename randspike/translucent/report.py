@@ -122,7 +122,7 @@ def figure4_csv(results, path):
 
 def figure4_png(results, path):
     """One grayscale panel per L2 bucket: source scheme (rows) x target scheme (columns), passing rate 0% black to
-    100% white (the paper's linear mapping); blank where a bucket holds no example."""
+    100% white (the paper's linear mapping); hatched orange with "none" where the bucket holds no example."""
     plt = plots.pyplot()
     names, labels = results["schemes"], bucket_labels(results["edges"])
     fig, axes = plt.subplots(len(labels), 1, figsize=(1.6 + 0.7 * len(names), 0.9 + 0.55 * len(names) * len(labels)),
@@ -130,11 +130,13 @@ def figure4_png(results, path):
     for b, ax in enumerate(axes[:, 0]):
         values = np.array([[np.nan if results["figure4"][s][t]["passing"][b] is None else
                             100 * results["figure4"][s][t]["passing"][b] for t in names] for s in names])
+        ax.set_facecolor("#f2c9a0")  # shows through the masked (empty) cells: not a shade of the gray scale
+        ax.patch.set_hatch("//")
         ax.imshow(np.ma.masked_invalid(values), cmap="gray", vmin=0, vmax=100, aspect="auto")
         for (r, c), value in np.ndenumerate(values):
-            if np.isfinite(value):
-                ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=7,
-                        color="black" if value > 50 else "white")
+            finite = np.isfinite(value)
+            ax.text(c, r, f"{value:.0f}" if finite else "none", ha="center", va="center", fontsize=7,
+                    color="black" if not finite or value > 50 else "white")
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_xticks(range(len(names)), names if b == len(labels) - 1 else [""] * len(names), fontsize=7,
                       rotation=45)

@@ -110,8 +110,9 @@ class TranslucentStudy:
         epochs = self.plan.magnet_epochs if spec.name == "magnet" else self.plan.epochs
         return Fleet(self.dataset, spec, os.path.join(self.work_dir, "fleets", slug(spec.label.lower())),
                      models=self.plan.models, epochs=None if spec.make == "wrapped" else epochs,
-                     source_epochs=None if spec.source() is None else self.plan.epochs, train_fraction=self.plan.train_fraction, seed=self.plan.seed,
-                     settings=dict(self.plan.settings), log=self.log)
+                     source_epochs=None if spec.source() is None else self.plan.epochs,
+                     train_fraction=self.plan.train_fraction, seed=self.plan.seed, settings=dict(self.plan.settings),
+                     log=self.log)
 
     def check(self):
         p = self.plan
@@ -304,7 +305,9 @@ class TranslucentStudy:
         return lines
 
     def collect(self):
-        """The results of finished cells only (ConfigError naming the first missing one): the report's input."""
+        """The results of finished cells only (ConfigError naming the first missing one): the report's input. Cells
+        made with other settings (attack, fleets, roles) are refused as :meth:`run` refuses them."""
+        self.check()
         self.read_only = True
         return self.results()
 
