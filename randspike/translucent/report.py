@@ -181,8 +181,11 @@ def write_report(study, results, docs_dir, command, scale_lines=()):
               "anything is measured.",
               f"- Targets judged with their scheme's decision rule (Table 2's row: MC average / voting over "
               f"{plan.passes} passes, MagNet's rejection never a success), images in batches of {plan.batch_size}.",
-              f"- L2 buckets: {', '.join(bucket_labels(results['edges']))} (the paper's four Figure 4 rows have no "
-              "stated edges: four equal buckets up to Table 3's cut-off).", ""]
+              f"- L2 buckets: {', '.join(bucket_labels(results['edges']))} ("
+              + ("the paper's four Figure 4 rows have no stated edges: four equal buckets up to Table 3's cut-off"
+                 if tuple(results["edges"]) == strategies.default_edges(dataset) else
+                 f"set with --l2_edges; Table 3's cut-off is {strategies.L2_CUTOFF[dataset]:g}, the default buckets "
+                 "split it in four") + ").", ""]
     parts += ["## Tables 4 and 5: white-box C&W (K = 0), L2 of the found examples (mean +- std)", "",
               tables_markdown(results, dataset, spec_of_label), "",
               "## Figure 3: transfer rate per L2 bucket of the three strategies", "",

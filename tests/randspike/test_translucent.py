@@ -176,7 +176,7 @@ def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkey
     path = report.write_report(evaluation, results, str(tmp_path / "docs"), "python tools/reproduce_rs.py ...",
                                evaluation.scale_lines())
     text = open(path).read()
-    assert "Table 4" in text and "Figure 4" in text and "1 of 4 validation" not in text
+    assert "Table 4" in text and "Figure 4" in text and "set with --l2_edges; Table 3's cut-off is 3" in text
     assert os.path.exists(tmp_path / "docs" / "reproduce_rs" / "mnist_figure4.png")
     assert (tmp_path / "docs" / "reproduce_rs" / "mnist_figure4.csv").read_text().count("\n") == 1 + 2
 
