@@ -106,7 +106,8 @@ def _rate(hits, mask):
     return float(np.mean(np.asarray(hits, bool)[mask])) if mask.any() else None
 
 
-def _mean(values):
+def mean_of_defined(values):
+    """Mean of the values that are not None (a bucket without a rate is left out); None if there is none."""
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
 
@@ -143,8 +144,8 @@ def validated_by_bucket(fooled, l2, edges, threshold):
             "passing": [_rate(passed, buckets == b) for b in range(len(edges) - 1)],
             "transfer": [_rate(fooled[r], passed & (buckets == b)) for b in range(len(edges) - 1)],
             "passed": [int(np.sum(passed & (buckets == b))) for b in range(len(edges) - 1)]})
-    return {"passing": [_mean([r["passing"][b] for r in rotations]) for b in range(len(edges) - 1)],
-            "transfer": [_mean([r["transfer"][b] for r in rotations]) for b in range(len(edges) - 1)],
+    return {"passing": [mean_of_defined([r["passing"][b] for r in rotations]) for b in range(len(edges) - 1)],
+            "transfer": [mean_of_defined([r["transfer"][b] for r in rotations]) for b in range(len(edges) - 1)],
             "rotations": rotations}
 
 

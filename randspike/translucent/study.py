@@ -100,6 +100,7 @@ class TranslucentStudy:
         self.read_only = False
         self.fleets = {spec.label: self._fleet(spec) for spec in self.specs}
         self._classifiers = {}
+        self._examples = {}  # generate cell name -> its loaded examples
         x = dataset.x_test[:plan.images]
         self.x, self.y = x, dataset.y_test[:plan.images]
         self.targets = examples.random_targets(self.y, dataset.num_classes, plan.seed)
@@ -185,7 +186,9 @@ class TranslucentStudy:
 
         self._require("generate", name)
         cell = self.cells.cell("generate", name, compute)
-        return cell, examples.load(os.path.join(self.work_dir, cell["file"]))
+        if name not in self._examples:  # read once: every judge cell and measurement of these examples reuses it
+            self._examples[name] = examples.load(os.path.join(self.work_dir, cell["file"]))
+        return cell, self._examples[name]
 
     def target_models(self, source_spec, group, target_spec):
         """The fleet models of ``target_spec`` that judge the examples of ``group`` of ``source_spec``."""
@@ -338,12 +341,8 @@ class TranslucentStudy:
                 t_l2, t_fooled = self._pooled(spec, "multi", target)
                 v = strategies.validated_by_bucket(t_fooled, t_l2, edges, self.roles.threshold)
                 out["figure4"][spec.label][target.label] = {"passing": v["passing"], "transfer": v["transfer"]}
-        out["figure3"]["mean"] = {s: [_mean_over([out["figure3"][spec.label][s][b] for spec in self.specs])
-                                      for b in range(len(edges) - 1)] for s in strategies.STRATEGIES}
+        out["figure3"]["mean"] = {
+            s: [strategies.mean_of_defined([out["figure3"][spec.label][s][b] for spec in self.specs])
+                for b in range(len(edges) - 1)] for s in strategies.STRATEGIES}
         return out
 
-
-def _mean_over(values):
-    """Mean of the defined values; None if none is defined."""
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
