@@ -6,6 +6,7 @@ registry listings.
 - :func:`define_data_flags`, :func:`define_training_flags` and :func:`define_attack_flags` define the flags of
   the data set, of the reference training recipe and of every declared attack's settings (generated from
   the attack declarations, :mod:`hrs_tf.attacks.registry`), once for every tool that takes them;
+  :func:`define_executor_flags` / :func:`executor` those of where an experiment's cells run;
 - :func:`load_model` loads a model file and, with a defense spec, makes the defended model from it.
 """
 
@@ -61,6 +62,26 @@ def define_data_flags(dataset="mnist"):
 
     flags.DEFINE_string("dataset", dataset, f"Data set: {', '.join(data.DATASETS)}.")
     flags.DEFINE_string("data_dir", None, f"Folder holding the data set (else ${data.DATA_DIR_ENV}, the Keras cache, download).")
+
+
+def define_executor_flags():
+    """``--executor`` (local / ray), ``--ray_address``, ``--ray_workers``, ``--ray_threads``: where an experiment's
+    cells run (:mod:`hrs_tf.experiments.execution`)."""
+    flags.DEFINE_enum("executor", "local", ["local", "ray"], "Where the cells run: local (in this process, in order) or "
+                      "ray (Ray tasks in parallel; needs pip install -r requirements-ray.txt).")
+    flags.DEFINE_string("ray_address", None, "With --executor=ray: an existing Ray cluster ('auto' or host:port); "
+                        "default: start a local Ray instance on this machine for the run.")
+    flags.DEFINE_integer("ray_workers", None, "With --executor=ray and no --ray_address: CPUs of the local Ray instance "
+                         "(cells at once; default: this machine's cores).")
+    flags.DEFINE_integer("ray_threads", None, "With --executor=ray: TensorFlow threads per worker (default: the CPUs "
+                         "its cell reserves, 1; the local process's count gives bit-identical results).")
+
+
+def executor(values, log=print):
+    """The executor the flags of :func:`define_executor_flags` ask for (``values``: FLAGS)."""
+    from hrs_tf.experiments.execution import make_executor
+
+    return make_executor(values.executor, values.ray_address, values.ray_workers, values.ray_threads, log=log)
 
 
 def define_training_flags(epochs_help="Training epochs (default: the defense's reference value)."):

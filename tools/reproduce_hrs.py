@@ -7,7 +7,8 @@ Defenses are registry specs (``--list_defenses``); by default the paper's: none,
 dropout:0.3, gaussian, adv:steps=10, hrs:5x5, hrs:10x10. Models are named by their spec's label (``Base``,
 ``HRS 5x5``, ...; ``Ablation k blocks`` for the block-count ablation); ``--use_model=NAME=PATH`` gives one
 trained elsewhere. The command trains what it needs, then computes every result cell it does not have yet;
-kill it and run it again to continue.
+kill it and run it again to continue. ``--executor=ray`` runs the cells as Ray tasks in parallel (a local Ray
+instance, or ``--ray_address`` of an existing cluster; see the README).
 """
 
 import os
@@ -40,6 +41,7 @@ flags.DEFINE_integer("sweep_epochs", 20, "Epochs of each trained model of the DE
 flags.DEFINE_integer("ablation_epochs", 10, "Epochs per block of the 1/2/3-block ablation models.")
 flags.DEFINE_string("notes", None, "Optional markdown file put at the top of the report (reading of the results).")
 flags.DEFINE_bool("report_only", False, "Only write the report from the cells computed so far.")
+cli.define_executor_flags()
 cli.define_listing_flags("defenses")
 FLAGS = flags.FLAGS
 
@@ -69,7 +71,11 @@ def main(argv):
     work_dir = FLAGS.work_dir or os.path.join("runs", f"reproduce_{dataset.name}")
     rep = hrs_paper.Reproduction(dataset, plan, work_dir, existing)
     if not FLAGS.report_only:
-        rep.run()
+        executor = cli.executor(FLAGS)
+        try:
+            rep.run(executor=executor)
+        finally:
+            executor.close()
     notes = open(FLAGS.notes).read() if FLAGS.notes else None
     command = "python tools/reproduce_hrs.py " + " ".join(f"'{a}'" if " " in a else a for a in sys.argv[1:])
     rep.report(FLAGS.docs_dir, command, notes)

@@ -122,6 +122,12 @@ class Defense:
                                  source_model=source_model, **settings)
         write_model(model, record, output)
 
+    def reuses(self, args, other):
+        """Whether training this defense may reuse ``other`` (a spec) trained in the same store (see :meth:`train`'s
+        ``siblings``): an executor then trains ``other`` first, so that a run's models do not depend on which cell
+        happened to finish first. Default: no."""
+        return False
+
     def artifact(self, stem):
         """Where :meth:`train` writes a model whose file name without extension is ``stem``."""
         return stem + ".h5"

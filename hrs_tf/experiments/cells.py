@@ -64,10 +64,17 @@ def check_settings(work_dir, settings, content_keys, holder, hint="use another -
 
 
 class CellStore:
-    """The cells of one work folder: ``<work_dir>/cells/<experiment>/<slug(name)>.json``."""
+    """The cells of one work folder: ``<work_dir>/cells/<experiment>/<slug(name)>.json``.
 
-    def __init__(self, work_dir, log=print):
-        self.work_dir, self.log = work_dir, log
+    Every cell starts from randomness of its own: before computing, the global seeds are set from the cell's key
+    and ``seed`` (:func:`hrs_tf.experiments.execution.cell_seed`) and each ``reseed`` callback (e.g.
+    :meth:`hrs_tf.experiments.model_store.ModelStore.reseed`, which restarts the seed generators of its models) is
+    called with that seed, so a cell's result does not depend on which cells ran before it in the same process:
+    a cell computed on any worker, in any order, equals the local run's."""
+
+    def __init__(self, work_dir, log=print, seed=0, reseed=()):
+        self.work_dir, self.log, self.seed = work_dir, log, int(seed)
+        self.reseed = list(reseed)
         self._read = {}  # path -> every stored cell read so far (a cell never changes once written)
 
     def path(self, experiment, name):
@@ -79,6 +86,7 @@ class CellStore:
         if os.path.exists(path):
             return self.stored(experiment, name)
         self.log(f"[{experiment}] {name}")
+        self.start_randomness(f"{experiment}/{name}")
         start = time.time()
         result = compute()
         result["cell"] = name
@@ -86,6 +94,17 @@ class CellStore:
         fileio.write_json(path, result)
         self._read[path] = result
         return result
+
+    def start_randomness(self, key):
+        """Seeds Python, NumPy and TensorFlow and calls every ``reseed`` callback from cell ``key``'s seed."""
+        import keras
+
+        from hrs_tf.experiments.execution import cell_seed
+
+        seed = cell_seed(key, self.seed)
+        keras.utils.set_random_seed(seed)
+        for reseed in self.reseed:
+            reseed(seed)
 
     def stored(self, experiment, name):
         """The stored cell, or None if it has not been computed."""

@@ -12,7 +12,13 @@ An experiment names each model it uses and says what it is: a defense spec and t
 
 Models already trained in the store are offered to a trainer as ``siblings`` (HRS 10x10 reuses the block-0
 channels of HRS 5x5). ``models/provenance.json`` records, per name, the file it came from, its spec and
-whether it is stochastic (derived from its layers), so reports need not load a model to know that.
+whether it is stochastic (derived from its layers), so reports need not load a model to know that; each name has a
+file of its own there (``models/provenance/<name>.json``), so workers making models at once never overwrite each
+other's records (the single ``models/provenance.json`` of earlier runs is still read).
+
+On an executor (:mod:`hrs_tf.experiments.execution`) training a model is a cell of its own (:meth:`model_cell`):
+the cells that use a model wait for the training cells it is made from (:meth:`requires`), and a trainer that
+reuses another model of the store (:meth:`hrs_tf.defenses.registry.Defense.reuses`) waits for that one.
 """
 
 import os
@@ -21,9 +27,12 @@ from hrs_tf import fileio
 from hrs_tf.defenses import registry
 from hrs_tf.errors import ConfigError
 from hrs_tf.experiments.cells import check_settings, slug
+from hrs_tf.experiments.execution import Cell, Needs, cell_seed
 from hrs_tf.layers import stochastic
 
-PROVENANCE_FILE = "provenance.json"
+PROVENANCE_FILE = "provenance.json"  # the earlier single record of every model
+PROVENANCE_DIR = "provenance"  # one record per model name
+MODEL = "model"  # the kind of a training cell
 
 
 class ModelStore:
@@ -37,11 +46,23 @@ class ModelStore:
         self.settings = dict(settings or {})
         self.entries = {}  # name -> (spec, epochs)
         self._cache = {}
-        self._provenance_path = os.path.join(self.dir, PROVENANCE_FILE)
-        self.provenance = fileio.read_json(self._provenance_path) if os.path.exists(self._provenance_path) else {}
-        for name, entry in self.provenance.items():  # the earlier format: {name: path} of trained models
+        self._seed = None  # the current cell's seed (see reseed)
+        legacy = os.path.join(self.dir, PROVENANCE_FILE)
+        self.provenance = fileio.read_json(legacy) if os.path.exists(legacy) else {}
+        for name, entry in self.provenance.items():  # the earliest format: {name: path} of trained models
             if isinstance(entry, str):
                 self.provenance[name] = {"path": entry, "spec": None, "stochastic": None}
+        self._read_records()
+
+    def _record_path(self, name):
+        return os.path.join(self.dir, PROVENANCE_DIR, slug(name) + ".json")
+
+    def _read_records(self):
+        folder = os.path.join(self.dir, PROVENANCE_DIR)
+        for file in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            if file.endswith(".json"):
+                entry = fileio.read_json(os.path.join(folder, file))
+                self.provenance[entry.pop("name")] = entry
 
     # -- declaring --------------------------------------------------------------------------------
     def add(self, name, spec, epochs=None):
@@ -85,7 +106,9 @@ class ModelStore:
         if name not in self._cache:
             if name not in self.entries:
                 raise ConfigError(f"unknown model {name!r}; this experiment has {', '.join(self.entries) or 'none'}")
-            self._cache[name] = self._make(name)
+            model = self._cache[name] = self._make(name)
+            if self._seed is not None:
+                stochastic.reseed(model, cell_seed(name, self._seed))
         return self._cache[name]
 
     def path(self, name):
@@ -131,7 +154,61 @@ class ModelStore:
         entry = {"path": path, "spec": spec.text, "stochastic": stochastic.is_stochastic(model)}
         if self.provenance.get(name) != entry:
             self.provenance[name] = entry
-            fileio.write_json(self._provenance_path, self.provenance)
+            fileio.write_json(self._record_path(name), dict(entry, name=name))
+
+    def refresh(self):
+        """Reads the records other processes (workers) wrote since this store was made."""
+        self._read_records()
+
+    # -- randomness and cells ---------------------------------------------------------------------------
+    def reseed(self, seed):
+        """Restarts the seed generators of every model made so far, and of those made from now on, from ``seed`` and
+        the model's name (a :class:`~hrs_tf.experiments.cells.CellStore` ``reseed`` callback)."""
+        self._seed = int(seed)
+        for name, model in self._cache.items():
+            stochastic.reseed(model, cell_seed(name, self._seed))
+
+    def trains(self, name):
+        """Whether model ``name`` is a file this store makes (trained, or installed and fine-tuned)."""
+        spec, _ = self.entries[name]
+        return name not in self.existing and (spec.source() is None or spec.make == registry.INSTALLED)
+
+    def made(self, name):
+        """Whether the file of model ``name`` exists (a trained model's training has finished)."""
+        return os.path.exists(self.path(name))
+
+    def requires(self, name):
+        """The keys of the training cells model ``name`` is made from: its own, else its source's (recursively)."""
+        if name not in self.entries:
+            raise ConfigError(f"unknown model {name!r}; this experiment has {', '.join(self.entries) or 'none'}")
+        if self.trains(name):
+            return (f"{MODEL}/{name}",)
+        source = self.entries[name][0].source()
+        return () if source is None or name in self.existing else self.requires(self._source_name(source))
+
+    def model_cell(self, name, needs=Needs()):
+        """The training cell of model ``name`` (None if the store does not train it): it waits for its source's
+        training and for every declared model its trainer reuses."""
+        if not self.trains(name):
+            return None
+        spec, _ = self.entries[name]
+        after = list(self.requires(self._source_name(spec.source()))) if spec.source() is not None else []
+        after += [f"{MODEL}/{other}" for other, (other_spec, _) in self.entries.items()
+                  if other != name and self.trains(other) and spec.defense.reuses(spec.args, other_spec)]
+        return Cell(MODEL, name, args=(name,), needs=needs, after=tuple(dict.fromkeys(after)))
+
+    def model_cells(self, names=None, needs=Needs()):
+        """The training cells of ``names`` (default: every declared model) and of the models they are made from."""
+        names = list(self.entries) if names is None else list(names)
+        keys = []
+        for name in names:
+            keys += self.requires(name)
+        for name in list(self.entries):  # sources declared while resolving
+            cell = self.model_cell(name, needs)
+            if cell is not None:
+                keys += cell.after
+        wanted = set(keys)
+        return [c for c in (self.model_cell(n, needs) for n in self.entries) if c is not None and c.key in wanted]
 
     # -- what is known without loading ----------------------------------------------------------------
     def is_stochastic(self, name):

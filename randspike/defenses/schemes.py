@@ -247,6 +247,10 @@ class AdversarialScheme(Scheme):
         keep = args.get("keep")
         return parse(self.target_scheme if keep is None else f"{self.target_scheme}:{keep!r}")
 
+    def reuses(self, args, other):
+        """Its target scheme's model (the examples are crafted against it)."""
+        return other == self.target_spec(args)
+
     def training_data(self, args, dataset, output, *, epochs, seed, settings, siblings, verbose, log):
         from randspike import adversarial_examples as adv
 

@@ -223,9 +223,10 @@ def test_the_plugin_defenses_show_up_in_the_reproduction(plugin_dir, base_file, 
     # The noise is on when accuracy is measured (5 passes); the quantiser is deterministic (one pass).
     assert len(cells["Uniform_5"]["accuracy"]["runs"]) == 5 and len(cells["Bit_depth_2"]["accuracy"]["runs"]) == 1
     assert cells["Uniform_5"]["accuracy"]["mean"] < cells["Base"]["accuracy"]["mean"] - 0.1
-    provenance = json.loads((tmp_path / "work" / "models" / "provenance.json").read_text())
-    assert provenance["Uniform 5"] == {"path": None, "spec": "uniform:5.0", "stochastic": True}
-    assert provenance["Bit depth 2"]["stochastic"] is False
+    records = tmp_path / "work" / "models" / "provenance"
+    assert json.loads((records / "Uniform_5.json").read_text()) == {"name": "Uniform 5", "path": None,
+                                                                     "spec": "uniform:5.0", "stochastic": True}
+    assert json.loads((records / "Bit_depth_2.json").read_text())["stochastic"] is False
 
 
 def test_a_broken_plugin_is_one_line_naming_it(tmp_path, monkeypatch):

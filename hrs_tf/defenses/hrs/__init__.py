@@ -68,6 +68,12 @@ class HierarchicalRandomSwitching(Defense):
                 shutil.copyfile(os.path.join(folder, training.MODEL_FILE), tmp)
             fileio.write_json(output[:-3] + ".json", dict(summary, output=str(output), run_folder=folder))
 
+    def reuses(self, args, other):
+        """A smaller HRS model with as many blocks (its block-0 channels may be copied, :meth:`_reusable`)."""
+        channels = other.args.get("channels") if other.defense is self else None
+        return (channels is not None and other.args.get("of") is None and len(channels) == len(args["channels"])
+                and channels[0] < args["channels"][0])
+
     def _reusable(self, args, dataset, siblings, epochs, seed, settings):
         """The run folder of the largest sibling HRS model with fewer block-0 channels whose channels may be reused."""
         candidates = []

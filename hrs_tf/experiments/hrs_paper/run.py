@@ -19,17 +19,21 @@ Every attack is targeted at all 9 wrong classes of the first N test images; succ
 stochastic pass predicting the target (``asr``), also reported as the majority of ``passes`` passes.
 Models are made on demand through the defense registry (:class:`hrs_tf.experiments.model_store.ModelStore`);
 every result is one JSON cell (:class:`hrs_tf.experiments.cells.CellStore`) written as soon as it is
-computed, so a killed run continues where it stopped. A deterministic model (derived from its layers, not its
+computed, so a killed run continues where it stopped; :meth:`Reproduction.run` computes them on any executor
+(:mod:`hrs_tf.experiments.execution`: in this process, or on Ray). A deterministic model (derived from its layers, not its
 name) is attacked white-box only: EOT and fixed randomness change nothing on it.
 """
 
 import dataclasses
+import os
 
 from hrs_tf import data as data_module
 from hrs_tf.defenses import registry
 from hrs_tf.defenses.hrs import HierarchicalRandomSwitching
 from hrs_tf.evaluation import des, metrics, protocol
 from hrs_tf.experiments.cells import CellStore
+from hrs_tf.experiments.executable import CellExperiment, CellList
+from hrs_tf.experiments.execution import Recipe, execute
 from hrs_tf.experiments.hrs_paper.plan import CONTENT_KEYS
 from hrs_tf.experiments.model_store import ModelStore
 
@@ -44,16 +48,18 @@ def cell_name(defense, attack, setting, **kwargs):
     return f"{attack}|{setting}|" + "|".join(f"{k}={v:.6g}" for k, v in sorted(kwargs.items())) + f"|{defense}"
 
 
-class Reproduction:
+class Reproduction(CellExperiment):
     """Runs the experiments of a plan into ``work_dir`` (cells) and writes the report.
 
     ``existing``: {model name: path} of models trained elsewhere (a ``.h5`` file or an HRS run folder).
     """
 
-    def __init__(self, dataset, plan, work_dir, existing=None, log=print):
+    def __init__(self, dataset, plan, work_dir, existing=None, log=print, experiments=None):
         self.dataset, self.plan, self.work_dir, self.log = dataset, plan, work_dir, log
+        self.existing = dict(existing or {})
+        self.experiments = tuple(experiments or plan.experiments)
         self.models = ModelStore(dataset, work_dir, existing, seed=plan.seed, log=log)
-        self.cells = CellStore(work_dir, log)
+        self.cells = CellStore(work_dir, log, seed=plan.seed, reseed=[self.models.reseed])
         self._base_pixels = None
         self.defenses = [self._declare(s, plan.epochs_of(s)) for s in plan.specs()]
         self.base = self._declare(registry.parse(registry.UNDEFENDED), plan.epochs_of(registry.parse(registry.UNDEFENDED)))
@@ -126,41 +132,68 @@ class Reproduction:
         return self.cells.cell("gradients", name, compute)
 
     # -- experiments ------------------------------------------------------------------------------
-    def run(self, experiments=None):
-        experiments = experiments or self.plan.experiments
-        plan = self.plan
-        for name in self.defenses:
-            self.models.get(name)  # make what is missing first (each trainer is resumable)
+    def recipe(self):
+        """How a worker builds this reproduction (absolute paths: a worker may start elsewhere)."""
+        return Recipe(Reproduction, dataset=self.dataset, plan=self.plan, work_dir=os.path.abspath(self.work_dir),
+                      existing={k: os.path.abspath(v) for k, v in self.existing.items()},
+                      experiments=self.experiments)
+
+    def cell_plan(self):
+        """The training cells of every model, then, for each model whose training is done, its result cells in
+        the order of the experiments (see the module docstring)."""
+        self.models.refresh()
+        experiments, plan = self.experiments, self.plan
+        todo = CellList(self.models)
+        todo.add_models(self.defenses + [self.base] + self.sweep + self.ablation)
+
+        def accuracy(name, repeats=None):
+            if todo.ready(name):
+                todo.result("accuracy", name, "accuracy", name, repeats, models=[name])
+
+        def attack(name, attack_name, setting, **kwargs):
+            if todo.ready(name):
+                setting = setting if self.is_stochastic(name) else "whitebox"
+                todo.result("attacks", cell_name(name, attack_name, setting, **kwargs), "attack", name, attack_name,
+                            setting, models=[name], **kwargs)
+
         if "accuracy" in experiments:
             for name in self.defenses:
-                self.accuracy(name)
+                accuracy(name)
         if "deviation" in experiments:
             for name in self.defenses:
-                self.deviation(name)
-                if self.is_stochastic(name):
-                    self.gradient_histogram(name)
+                if todo.ready(name):
+                    todo.result("deviation", name, "deviation", name, models=[name])
+                    if self.is_stochastic(name):
+                        todo.result("gradients", name, "gradient_histogram", name, models=[name, self.base])
         if "attacks" in experiments:
-            for attack in GRADIENT_ATTACKS.values():
+            for attack_name in GRADIENT_ATTACKS.values():
                 for setting in SETTINGS:
                     for eps in plan.eps_grid:
                         for name in self.defenses:
-                            self.attack(name, attack, setting, eps=eps)
+                            attack(name, attack_name, setting, eps=eps)
         if "fgsm_cw" in experiments:
             for name in self.defenses:
                 for eps in plan.fgsm_grid:
-                    self.attack(name, "fgsm", "whitebox", eps=eps)
+                    attack(name, "fgsm", "whitebox", eps=eps)
                 for kappa in plan.cw_confidences:
-                    self.attack(name, "hrs_cw_l2", "whitebox", confidence=kappa)
+                    attack(name, "hrs_cw_l2", "whitebox", confidence=kappa)
         if "des" in experiments:
             for name in [self.base] + self.sweep:
-                self.accuracy(name, repeats=2 if name != self.base else None)
-                for _, attack in DES_ATTACKS:
-                    self.attack(name, attack, "whitebox", eps=plan.des_eps)
+                accuracy(name, repeats=2 if name != self.base else None)
+                for _, attack_name in DES_ATTACKS:
+                    attack(name, attack_name, "whitebox", eps=plan.des_eps)
         if "ablation" in experiments:
             for name in self.ablation:
-                self.accuracy(name)
+                accuracy(name)
                 for eps in plan.eps_grid:
-                    self.attack(name, "hrs_cw_pgd", "whitebox", eps=eps)
+                    attack(name, "hrs_cw_pgd", "whitebox", eps=eps)
+        return todo.cells
+
+    def run(self, experiments=None, executor=None):
+        """Computes every missing cell of ``experiments`` (default: the plan's) on ``executor`` (default: in this
+        process), training the models they need first."""
+        self.experiments = tuple(experiments or self.experiments)
+        return execute(self, executor, self.log)
 
     def planned_models(self):
         """Every model name the plan's experiments use (the undefended model always: wrapped defenses use it)."""
