@@ -11,8 +11,10 @@ histograms of the paper's Figure 4.
 Attacks (paper section 4.1, targeted toward the 9 wrong classes of each of the first --num_images test images):
 fgsm (eps 0.25), jsma_f / jsma_z (theta 1, gamma 1), cw_l2 (10 binary-search steps x 100 Adam iterations, learning
 rate 0.1). Every setting flag of the attack (see tools/attack.py --help) overrides them.
-The model is attacked white-box with dropout on (fresh masks on every pass). Writes the JSON (every finished row at
-once; rerun the same command to resume), a markdown table (.md) and plots (.png) beside it.
+The model is attacked white-box with dropout on (fresh masks on every pass). Every row is a cell saved at once in
+``<output stem>_cells/`` (rerun the same command to resume); the JSON, a markdown table (.md) and plots (.png) are
+written beside it. ``--executor=ray`` measures the grid's rows as Ray tasks in parallel (a local Ray instance, or
+``--ray_address`` of an existing cluster; see the README); Algorithm 1 runs its steps one after another there too.
 """
 
 import os
@@ -47,10 +49,11 @@ flags.DEFINE_integer("eot_samples", 10, "--setting=eot: passes averaged per grad
 flags.DEFINE_integer("batch_size", 100, "Examples per attack batch.")
 flags.DEFINE_integer("seed", 0, "Run seed; every row draws from a seed derived from it and its rates.")
 cli.define_attack_flags()
-flags.DEFINE_string("output", None, "Result JSON; the .md table and .png plots are written beside it.")
+flags.DEFINE_string("output", None, "Result JSON; the .md table, the .png plots and the row cells (<stem>_cells/) "
+                    "are written beside it.")
+cli.define_executor_flags()
 flags.mark_flags_as_required(["output"])
 FLAGS = flags.FLAGS
-
 
 
 def main(argv):
@@ -87,23 +90,25 @@ def main(argv):
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     print(f"{dataset.name}: {len(dataset.x_test)} test images from {dataset.source}", flush=True)
     log = lambda line: print(line, flush=True)  # noqa: E731
-    evaluators = [dd.Evaluator(cli.load_model(path, dataset=dataset), dataset, FLAGS.attack, attack_kwargs, FLAGS.num_images,
-                               FLAGS.accuracy_images, FLAGS.repeats, FLAGS.passes, FLAGS.batch_size, FLAGS.seed,
-                               train_rate=rate, progress=log, setting=FLAGS.setting, eot_samples=FLAGS.eot_samples)
-                  for rate, path in models]
-    settings = {"dataset": dataset.name, "attack": FLAGS.attack, "attack_settings": attack_kwargs,
-                "num_images": FLAGS.num_images, "accuracy_images": len(evaluators[0].accuracy_x), "repeats": FLAGS.repeats,
-                "passes": FLAGS.passes, "batch_size": FLAGS.batch_size, "seed": FLAGS.seed,
-                "models": [{"train_rate": e.train_rate, "sha1": dd.file_digest(path)} for e, (_, path) in zip(evaluators, models)]}
-    if FLAGS.setting != "whitebox":  # (absent: white-box, the paper's setting)
-        settings.update(setting=FLAGS.setting, **({"eot_samples": FLAGS.eot_samples} if FLAGS.setting == "eot" else {}))
+    evaluators = dd.ModelEvaluators(dataset, models, progress=log, attack=FLAGS.attack, attack_kwargs=attack_kwargs,
+                                    num_images=FLAGS.num_images, accuracy_images=FLAGS.accuracy_images,
+                                    repeats=FLAGS.repeats, passes=FLAGS.passes, batch_size=FLAGS.batch_size,
+                                    seed=FLAGS.seed, setting=FLAGS.setting, eot_samples=FLAGS.eot_samples)
+    settings = evaluators.settings()
     stem = os.path.splitext(FLAGS.output)[0]
+    executor = cli.executor(FLAGS)
+    try:
+        if FLAGS.grid:
+            result = dd.run_grid(evaluators, test_rates, FLAGS.output, settings, log=log, executor=executor)
+        else:
+            result = dd.run_search(evaluators, FLAGS.output, settings, FLAGS.epsilon, FLAGS.step, log=log,
+                                   executor=executor)
+    finally:
+        executor.close()
     if FLAGS.grid:
-        result = dd.run_grid(evaluators, test_rates, FLAGS.output, settings, log=log)
         markdown = report.grid_tables(result)
         plots = list(report.plot_grid(result, stem).values())
     else:
-        result = dd.run_search(evaluators[0], FLAGS.output, settings, FLAGS.epsilon, FLAGS.step, log=log)
         markdown = report.search_markdown(result)
         plots = [stem + ".png"]
         report.plot_search(result, plots[0])
@@ -127,6 +132,9 @@ def histograms():
 
     if not FLAGS.model or FLAGS.grid or FLAGS.models:
         raise ConfigError("--histograms takes one --model (not --grid / --models)")
+    if FLAGS.executor != "local":
+        raise ConfigError(f"--executor={FLAGS.executor} applies to the search and the grid; --histograms computes in "
+                          "this process")
     checks.count(FLAGS.gradient_samples, "gradient_samples", minimum=2)
     rates = [checks.rate(t, "test rate") for t in FLAGS.test_rates]
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)

@@ -7,7 +7,9 @@
 Writes ``--output`` (the JSON record: settings and the per-epoch test accuracy of the reprogrammed model
 on the source test set), the trained input transform as a whole model ``<output stem>_transform.h5`` and
 the per-epoch checkpoint ``<output stem>_checkpoint.h5`` (kept, so that a rerun with more ``--epochs``
-continues the run).
+continues the run; a rerun of a finished command trains nothing). The run is one training, so one cell:
+``--executor=ray`` trains it as a Ray task (a local Ray instance, or ``--ray_address`` of an existing cluster, e.g. to
+run it on a GPU node; see the README), as every experiment driver takes the same flags.
 """
 
 import os
@@ -17,10 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from hrs_tf import cli, data, fileio, training  # noqa: E402
+from hrs_tf import cli, data, training  # noqa: E402
 from hrs_tf.errors import ConfigError  # noqa: E402
-from hrs_tf.experiments.reprogramming import train as reprogramming  # noqa: E402
-from hrs_tf.models import serialization  # noqa: E402
+from hrs_tf.experiments.reprogramming.run import Reprogramming  # noqa: E402
 
 flags.DEFINE_string("target_model", None, "The frozen target model (.h5 or .keras) with 10 logits.")
 flags.DEFINE_string("target_defense", "none", "Defense spec made from the target without retraining, e.g. none, "
@@ -36,6 +37,7 @@ flags.DEFINE_integer("batch_size", training.REFERENCE_BATCH_SIZE, "Mini-batch si
 flags.DEFINE_float("learning_rate", training.REFERENCE_LEARNING_RATE, "SGD learning rate.")
 flags.DEFINE_integer("seed", 0, "Random seed (transform initialisation, batch order, defense randomness).")
 flags.DEFINE_string("output", None, "Output JSON record; the transform and the checkpoint are written beside it.")
+cli.define_executor_flags()
 flags.mark_flags_as_required(["target_model", "output"])
 FLAGS = flags.FLAGS
 
@@ -43,28 +45,16 @@ FLAGS = flags.FLAGS
 def main(argv):
     if not FLAGS.output.endswith(".json"):
         raise ConfigError(f"--output={FLAGS.output!r} must end in .json")
-    from hrs_tf import defenses
-
-    training.check_training_settings(FLAGS.epochs, FLAGS.batch_size, FLAGS.learning_rate)
-    spec = defenses.parse(FLAGS.target_defense)
-    label = FLAGS.target_label or (os.path.splitext(os.path.basename(FLAGS.target_model))[0]
-                                   if spec.text == defenses.UNDEFENDED else spec.label)
-    stem = os.path.splitext(FLAGS.output)[0]
-    transform_path, checkpoint_path = stem + "_transform.h5", stem + "_checkpoint.h5"
-    target = cli.load_model(FLAGS.target_model, spec.text, seed=FLAGS.seed)
-    source = data.load_dataset(FLAGS.source_dataset, FLAGS.data_dir)
-    print(f"{source.name}: {len(source.x_train)} train / {len(source.x_test)} test images from {source.source}; "
-          f"target {FLAGS.target_model} (defense {FLAGS.target_defense})", flush=True)
-    transform, record = reprogramming.train_reprogramming(
-        target, source, FLAGS.epochs, kernel_size=FLAGS.kernel_size, batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate, seed=FLAGS.seed, checkpoint_path=checkpoint_path,
-        target_description=f"{target.name} (defense {FLAGS.target_defense})", target_label=label)
-    serialization.save_model(transform, transform_path)
-    record.update(target_model=FLAGS.target_model, target_defense=FLAGS.target_defense, output=FLAGS.output,
-                  transform_model=transform_path, checkpoint=checkpoint_path)
-    fileio.write_json(FLAGS.output, record)
+    run = Reprogramming(FLAGS.target_model, FLAGS.output, FLAGS.source_dataset, FLAGS.data_dir, FLAGS.target_defense,
+                        FLAGS.target_label, FLAGS.epochs, FLAGS.kernel_size, FLAGS.batch_size, FLAGS.learning_rate,
+                        FLAGS.seed, log=lambda line: print(line, flush=True))
+    executor = cli.executor(FLAGS)
+    try:
+        record = run.run(executor)
+    finally:
+        executor.close()
     print(f"reprogramming test accuracy {record['test_accuracy']:.4f} after {FLAGS.epochs} epochs "
-          f"(best {record['best_test_accuracy']:.4f}); wrote {FLAGS.output} and {transform_path}")
+          f"(best {record['best_test_accuracy']:.4f}); wrote {FLAGS.output} and {run.transform_path}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Defensive dropout: Algorithm 1's stopping rule, resumable result files, real rows and the tool."""
 
 import json
+import os
+import shutil
 
 import pytest
 
@@ -106,6 +108,52 @@ def test_grid_cells_tables_and_resume(tmp_path):
                          ("r1.2:a.h5", r"train rate=1.2 must be in \[0, 1\)"), ("r0.3:a,r0.3:b", "repeat a train rate")):
         with pytest.raises(ConfigError, match=message):
             dd.parse_models(bad)
+
+
+def test_rows_are_cells_and_earlier_result_files_are_accepted(tmp_path):
+    """Every row is a file of its own beside the result; result files of runs before cells (finished or cut short)
+    still count as measured rows; a cells folder of other settings is refused even without its result file."""
+    quiet = lambda line: None  # noqa: E731
+    fakes = lambda: [FakeEvaluator(lambda r: 0.99 - r / 10, 0.3),  # noqa: E731
+                     FakeEvaluator(lambda r: 0.98 - r / 20, 0.7)]
+    out = tmp_path / "grid.json"
+    result = dd.run_grid(fakes(), [0.5, 0, 0.1], str(out), {"attack": "fake"}, log=quiet)
+    cells = tmp_path / "grid_cells"
+    assert sorted(os.listdir(cells)) == sorted(["settings.json"] + [f"train{r}_test{t}.json" for r in (0.3, 0.7)
+                                                                    for t in (0, 0.1, 0.5)])
+    assert json.loads((cells / "train0.7_test0.1.json").read_text()) == result["rows"][4]
+    # A result file written before rows were cells (no cells folder): taken as it is, nothing measured again.
+    shutil.rmtree(cells)
+    again = fakes()
+    assert dd.run_grid(again, [0, 0.1, 0.5], str(out), {"attack": "fake"}, log=quiet) == result
+    assert again[0].calls == again[1].calls == []
+    # One cut short after two rows: only the four missing rows are measured, in the local order.
+    shutil.rmtree(cells)
+    out.write_text(json.dumps(dict(result, rows=result["rows"][:2], finished=False)))
+    again = fakes()
+    lines = []
+    assert dd.run_grid(again, [0, 0.1, 0.5], str(out), {"attack": "fake"}, log=lines.append)["rows"] == result["rows"]
+    assert again[0].calls == [0.5] and again[1].calls == [0.0, 0.1, 0.5]
+    assert lines[0] == f"resuming: 2 finished cell(s) in {out}" and "[3/6] train 0.3, test 0.5: measuring" in lines
+    # The result file removed, the cells kept: other settings are still refused, nothing is written.
+    out.unlink()
+    with pytest.raises(ConfigError, match=r"grid_cells/settings.json' holds results with other settings \(attack: "
+                                          r"'fake' there vs 'other' now\)"):
+        dd.run_grid(fakes(), [0, 0.1, 0.5], str(out), {"attack": "other"}, log=quiet)
+    assert not out.exists()
+    # A search cut short, its cells lost: it resumes from the rows its result file holds.
+    search = tmp_path / "search.json"
+    accuracy = lambda r: 0.99 - r / 10  # noqa: E731
+    with pytest.raises(KeyboardInterrupt):
+        dd.run_search(FakeEvaluator(accuracy, fail_after=2), str(search), {}, 0.01, 0.05, log=quiet)
+    shutil.rmtree(tmp_path / "search_cells")
+    fake, lines = FakeEvaluator(accuracy), []
+    finished = dd.run_search(fake, str(search), {}, 0.01, 0.05, log=lines.append)
+    assert fake.calls == [0.1, 0.15] and finished["chosen_test_rate"] == 0.1
+    # Algorithm 1 lists one step per round: each round computes the one next rate.
+    assert [line.split(" done")[0] for line in lines if line.startswith("cells:")] == ["cells: 1/1", "cells: 2/2"]
+    with pytest.raises(ConfigError, match="evaluator objects run on the local executor only"):
+        dd.DropoutRows([fake], str(search), {}, epsilon=0.01, step=0.05).recipe()
 
 
 @pytest.fixture(scope="module")

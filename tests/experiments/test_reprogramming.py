@@ -288,3 +288,29 @@ def test_tool_errors_exit_cleanly_without_output(case, tiny_mnist_dir, tmp_path)
     assert lines[-1].startswith("error: ") and expected[case] in lines[-1]
     assert "Traceback" not in result.stderr
     assert not out.parent.exists() or os.listdir(out.parent) == []
+
+
+def test_a_run_is_one_cell_trained_once(fashion_target, tiny_mnist_dir, tmp_path):
+    """The run is one cell of any executor (its recipe rebuilds it in a worker); a finished run is not trained again
+    (its record stays as it is), more epochs continue it."""
+    from hrs_tf.experiments.execution import Cell
+    from hrs_tf.experiments.reprogramming.run import Reprogramming
+
+    serialization.save_model(fashion_target, tmp_path / "target.h5")
+    lines = []
+
+    def run(epochs):  # paths relative to cwd, as a user gives them
+        return Reprogramming("target.h5", "out/r.json", "mnist", str(tiny_mnist_dir), epochs=epochs, seed=2,
+                             cwd=str(tmp_path), log=lines.append)
+
+    first = run(1)
+    assert first.cell_plan() == [Cell("reprogramming", "r")] and first.label == "target"
+    assert first.recipe().build().recipe().token == first.recipe().token
+    record = first.run()
+    assert record["target_model"] == "target.h5" and record["transform_model"] == "out/r_transform.h5"  # as given
+    assert sorted(os.listdir(tmp_path / "out")) == ["r.json", "r_checkpoint.h5", "r_transform.h5"]
+    assert lines[0].startswith("mnist: 1000 train / 300 test images from ") and lines[-1].startswith("cells: 1/1 done")
+    before, lines[:] = (tmp_path / "out" / "r.json").read_text(), []
+    assert run(1).run() == record and lines == [] and (tmp_path / "out" / "r.json").read_text() == before
+    longer = run(2).run()
+    assert longer["resumed_from_epoch"] == 1 and longer["history"][0] == record["history"][0]

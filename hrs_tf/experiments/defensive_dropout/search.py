@@ -23,26 +23,33 @@ Attacks (the paper's settings, section 4.1; all targeted): ``fgsm`` eps 0.25; ``
 CleverHans defaults (theta 1, gamma 1); ``cw_l2`` 10 binary-search steps x 100 Adam iterations (learning
 rate 0.1 as the HRS paper's appendix C.1 by the same authors, initial c 1e-3, abort early).
 
-Each finished row (or grid cell) is saved at once (:class:`hrs_tf.experiments.rows.ResumableRows`); a rerun
-with the same settings skips finished rows, a rerun with other settings is refused. Every row is drawn from its own seed (a function of
-the run seed and the rates), so a resumed run measures what an uninterrupted one would.
+Every row (a grid cell, a step of the search) is a cell of its own (:class:`DropoutRows`), computed on any
+executor (:mod:`hrs_tf.experiments.execution`: in this process, or on Ray) and saved at once as one file in
+``<output stem>_cells/``; the result file is assembled from them. A rerun with the same settings skips finished rows
+(also those of a result file written before rows were cells), a rerun with other settings is refused. Every row is
+drawn from its own seed (a function of the run seed and the rates), so a resumed run, or one whose rows were measured
+in other processes in any order, measures what an uninterrupted local one would.
 """
 
+import dataclasses
 import hashlib
+import os
 import time
 
 import keras
 import numpy as np
 
-from hrs_tf import checks, evaluation, training
+from hrs_tf import checks, evaluation, fileio, training
 from hrs_tf import data as data_module
 from hrs_tf.defenses.dropout import dropout_after_fc1, with_defensive_dropout
 from hrs_tf.defenses.sap import with_sap
 from hrs_tf.errors import ConfigError, ModelError
 from hrs_tf.evaluation import des, metrics, scoring
+from hrs_tf.experiments.execution import Cell, Recipe, execute
 from hrs_tf.experiments.rows import ResumableRows
-from hrs_tf.reporting import fmt
 from hrs_tf.layers import stochastic
+from hrs_tf.models import serialization
+from hrs_tf.reporting import fmt
 
 # The paper's attack settings (section 4.1); overridable per run.
 PAPER_ATTACKS = {
@@ -167,7 +174,70 @@ class Evaluator:
         }
 
 
+# -- the models a run measures ------------------------------------------------------------------------------
+class ModelEvaluators:
+    """The :class:`Evaluator` s of model files ``models`` [(train rate or None, path)], each made (its model loaded)
+    the first time one of its rows is measured: a worker loads only the models of the rows it measures.
+
+    ``measure``: the Evaluator's settings (attack, attack_kwargs, num_images, accuracy_images, repeats, ...). Only
+    the test images of ``dataset`` are kept; pickled (a :class:`~hrs_tf.experiments.execution.Recipe`), it is its
+    description alone: absolute model paths and settings, no loaded model, progress lines printed."""
+
+    def __init__(self, dataset, models, progress=print, **measure):
+        self.dataset = dataclasses.replace(dataset, x_train=dataset.x_train[:0], y_train=dataset.y_train[:0])
+        self.models = [(rate, os.path.abspath(path)) for rate, path in models]
+        self.progress, self.measure = progress, measure
+        self._made = {}
+
+    def __len__(self):
+        return len(self.models)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self.models):
+            raise IndexError(index)
+        if index not in self._made:
+            rate, path = self.models[index]
+            model = serialization.load_model(path)
+            evaluation.check_model_fits(model, self.dataset)
+            self._made[index] = Evaluator(model, self.dataset, train_rate=rate, progress=self.progress, **self.measure)
+        return self._made[index]
+
+    def __getstate__(self):
+        return dict(self.__dict__, _made={}, progress=print)
+
+    def settings(self):
+        """The settings a result file is stored under (loads every model: their train rates)."""
+        m, evaluators = self.measure, [self[i] for i in range(len(self))]
+        settings = {"dataset": self.dataset.name, "attack": m["attack"], "attack_settings": m["attack_kwargs"],
+                    "num_images": m["num_images"], "accuracy_images": len(evaluators[0].accuracy_x),
+                    "repeats": evaluators[0].repeats, "passes": evaluators[0].passes,
+                    "batch_size": evaluators[0].batch_size, "seed": evaluators[0].seed,
+                    "models": [{"train_rate": e.train_rate, "sha1": file_digest(path)}
+                               for e, (_, path) in zip(evaluators, self.models)]}
+        setting = evaluators[0].setting
+        if setting != "whitebox":  # (absent: white-box, the paper's setting)
+            settings.update(setting=setting, **({"eot_samples": evaluators[0].eot_samples} if setting == "eot" else {}))
+        return settings
+
+
 # -- Algorithm 1 ------------------------------------------------------------------------------------------
+def search_state(done, epsilon, step):
+    """Where Algorithm 1 stands given the rows ``done`` (by :func:`rate_key`): ``(rows, next rate, a_max)``, the
+    rows in search order each marked ``meets_accuracy``, and the test rate to measure next (None: stopped)."""
+    rows, a_max = [], None
+    for rate in search_rates(step):
+        row = done.get(rate_key(rate))
+        if row is None:
+            return rows, rate, a_max
+        if a_max is None:
+            a_max = row["accuracy"]
+        row["meets_accuracy"] = bool(row["accuracy"] >= a_max - epsilon - 1e-12)
+        rows.append(row)
+        if not row["meets_accuracy"]:
+            break
+    return rows, None, a_max
+
+
 def algorithm1(evaluate, epsilon, step, done=None, on_row=None):
     """Algorithm 1 over ``evaluate(test_rate) -> row`` (a dict with ``accuracy``).
 
@@ -175,73 +245,161 @@ def algorithm1(evaluate, epsilon, step, done=None, on_row=None):
     Returns ``(rows, chosen_test_rate, a_max)``; every row gets ``meets_accuracy``.
     """
     epsilon, step = check_search(epsilon, step)
-    done = done or {}
-    rows, a_max = [], None
-    for rate in search_rates(step):
-        row = done.get(rate_key(rate))
-        fresh = row is None
-        if fresh:
-            row = evaluate(rate)
-        if a_max is None:
-            a_max = row["accuracy"]
-        row["meets_accuracy"] = bool(row["accuracy"] >= a_max - epsilon - 1e-12)
-        rows.append(row)
-        if fresh and on_row:
-            on_row(row, rows)
-        if not row["meets_accuracy"]:
-            break
+    done = dict(done or {})
+    rows, rate, a_max = search_state(done, epsilon, step)
+    while rate is not None:
+        done[rate_key(rate)] = evaluate(rate)
+        rows, rate, a_max = search_state(done, epsilon, step)
+        if on_row:
+            on_row(rows[-1], rows)
     chosen = max(row["test_rate"] for row in rows if row["meets_accuracy"])
     return rows, chosen, a_max
 
 
-def run_search(evaluator, output, settings, epsilon, step, log=print):
-    """Algorithm 1 with rows saved to ``output`` (JSON) as they finish; returns the result dict."""
-    epsilon, step = check_search(epsilon, step)
-    settings = dict(settings, epsilon=epsilon, step=step)
-    store = ResumableRows(output, "defensive_dropout_search", settings, key=lambda row: rate_key(row["test_rate"]))
-    if store.done:
-        log(f"resuming: {len(store.done)} finished row(s) in {output}")
-    started = time.time()
-
-    def save(row, rows):
-        store.rows = list(rows[:-1])
-        store.add(row)
-        log(f"r' = {row['test_rate']:g}: test accuracy {row['accuracy']:.4f}, ASR {row['asr']:.4f}, mean L2 "
-            f"{fmt(row['mean_l2'])}, {row['seconds']:.0f} s")
-
-    def evaluate(rate):
-        log(f"r' = {rate:g}: measuring (train rate {evaluator.train_rate:g})")
-        return evaluator(rate)
-
-    rows, chosen, a_max = algorithm1(evaluate, epsilon, step, store.done, save)
-    store.rows = rows
-    return store.finish(a_max=a_max, accuracy_threshold=a_max - epsilon, chosen_test_rate=chosen,
-                        seconds_this_run=round(time.time() - started, 1))
+# -- rows as cells -------------------------------------------------------------------------------------------
+CELLS_SUFFIX = "_cells"  # the folder of a result file's row cells: <output stem>_cells/
+CELL_KIND = "rows"
+CELLS_SETTINGS = "settings.json"  # in the cells folder: the settings its rows were measured under
 
 
-def run_grid(evaluators, test_rates, output, settings, log=print):
-    """Every (train rate, test rate) cell, saved to ``output`` as it finishes; returns the result dict."""
-    rates = sorted({round(checks.rate(r, "test rate"), RATE_DIGITS) for r in test_rates})
-    settings = dict(settings, grid=True, test_rates=rates)
-    store = ResumableRows(output, "defensive_dropout_grid", settings, growable=("models", "test_rates"),
-                          key=lambda row: rate_key(row["test_rate"], row["train_rate"]))
-    if store.done:
-        log(f"resuming: {len(store.done)} finished cell(s) in {output}")
-    total = len(evaluators) * len(rates)
-    for evaluator in evaluators:
-        for rate in rates:
-            tag = f"[{len(store.rows) + 1}/{total}] train {evaluator.train_rate:g}, test {rate:g}"
-            row = store.get(rate_key(rate, evaluator.train_rate))
-            if row is not None:
-                store.add(row, fresh=False)
-                log(f"{tag}: already measured, skipped")
-                continue
-            log(f"{tag}: measuring")
-            row = evaluator(rate)
-            store.add(row)
-            log(f"{tag}: test accuracy {row['accuracy']:.4f}, ASR {row['asr']:.4f}, mean L2 {fmt(row['mean_l2'])}, "
-                f"{row['seconds']:.0f} s")
-    return store.finish()
+class DropoutRows:
+    """The rows of a grid (``test_rates``: every model x test rate, independent cells) or of Algorithm 1
+    (``epsilon``, ``step``: one rate per round, the next listed once the last is measured) as cells of any
+    executor (:mod:`hrs_tf.experiments.execution`).
+
+    Each row is a file of its own in ``<output stem>_cells/`` (beside ``settings.json``, the settings its rows
+    were measured under); :meth:`run` computes the missing ones and assembles ``output`` from them (rows in order,
+    ``finished``). ``evaluators``: a :class:`ModelEvaluators` (any executor) or evaluator objects (the local one)."""
+
+    def __init__(self, evaluators, output, settings, test_rates=None, epsilon=None, step=None, log=print):
+        self.evaluators, self.output, self.log = evaluators, output, log
+        self.given = settings
+        self.grid = test_rates is not None
+        if self.grid:
+            self.rates = sorted({round(checks.rate(r, "test rate"), RATE_DIGITS) for r in test_rates})
+            self.settings = dict(settings, grid=True, test_rates=self.rates)
+            self.kind, self.growable = "defensive_dropout_grid", ("models", "test_rates")
+        else:
+            self.epsilon, self.step = check_search(epsilon, step)
+            self.settings = dict(settings, epsilon=self.epsilon, step=self.step)
+            self.kind, self.growable = "defensive_dropout_search", ()
+        self.folder = os.path.splitext(output)[0] + CELLS_SUFFIX
+
+    # -- the executor protocol ----------------------------------------------------------------------------
+    def recipe(self):
+        if not isinstance(self.evaluators, ModelEvaluators):
+            raise ConfigError("rows measured by evaluator objects run on the local executor only; give the models as "
+                              "files (ModelEvaluators) to run them elsewhere")
+        return Recipe(DropoutRows, evaluators=self.evaluators, output=os.path.abspath(self.output),
+                      settings=self.given, test_rates=self.rates if self.grid else None,
+                      epsilon=None if self.grid else self.epsilon, step=None if self.grid else self.step)
+
+    def cell_plan(self):
+        """Grid: every (model, test rate) cell, model by model, rates ascending. Search: the rows measured so far
+        and the next rate (none once the search has stopped)."""
+        if self.grid:
+            plan = [(index, rate) for index in range(len(self.evaluators)) for rate in self.rates]
+        else:
+            rows, rate, _ = search_state(self._stored_by_rate(), self.epsilon, self.step)
+            plan = [(0, row["test_rate"]) for row in rows] + ([(0, rate)] if rate is not None else [])
+        return [Cell(CELL_KIND, self._name(self.evaluators[index].train_rate, rate),
+                     args=(index, rate, f"[{position}/{len(plan)}] " if self.grid else ""))
+                for position, (index, rate) in enumerate(plan, 1)]
+
+    def done(self, cell):
+        return os.path.exists(self._path(cell.name))
+
+    def compute(self, cell):
+        """Measures the cell's row and writes its file."""
+        index, rate, position = cell.args
+        evaluator = self.evaluators[index]
+        tag = f"{position}train {evaluator.train_rate:g}, test {rate:g}" if self.grid else f"r' = {rate:g}"
+        self.log(f"{tag}: measuring" + ("" if self.grid else f" (train rate {evaluator.train_rate:g})"))
+        row = evaluator(rate)
+        fileio.write_json(self._path(cell.name), row)
+        self.log(f"{tag}: test accuracy {row['accuracy']:.4f}, ASR {row['asr']:.4f}, mean L2 {fmt(row['mean_l2'])}, "
+                 f"{row['seconds']:.0f} s")
+
+    # -- the result file ----------------------------------------------------------------------------------
+    def run(self, executor=None):
+        """Computes every missing row on ``executor`` (default: in this process, in order) and writes the finished
+        ``output``; a run that stops early leaves ``output`` with the rows finished so far (``finished: false``)."""
+        started = time.time()
+        self._prepare()
+        try:
+            execute(self, executor, self.log)
+        except BaseException:
+            self._save_partial()
+            raise
+        rows, extra = self._rows()
+        result = {"kind": self.kind, "settings": self.settings, "rows": rows, "finished": True, **extra}
+        if not self.grid:
+            result["seconds_this_run"] = round(time.time() - started, 1)
+        fileio.write_json(self.output, result)
+        return result
+
+    def _prepare(self):
+        """Refuses an earlier output or cells folder of other settings, takes the rows of an earlier output as
+        finished cells (runs before cells kept their rows there only) and stores the settings."""
+        key = (lambda row: rate_key(row["test_rate"], row["train_rate"])) if self.grid else (
+            lambda row: rate_key(row["test_rate"]))
+        earlier = ResumableRows(self.output, self.kind, self.settings, key, self.growable).done
+        ResumableRows(os.path.join(self.folder, CELLS_SETTINGS), self.kind, self.settings, key, self.growable)
+        for row in earlier.values():
+            path = self._path(self._name(row["train_rate"], row["test_rate"]))
+            if not os.path.exists(path):
+                fileio.write_json(path, {k: v for k, v in row.items() if k != "meets_accuracy"})
+        fileio.write_json(os.path.join(self.folder, CELLS_SETTINGS), {"kind": self.kind, "settings": self.settings})
+        finished = len(self._rows()[0])
+        if finished:
+            where = self.output if os.path.exists(self.output) else self.folder
+            self.log(f"resuming: {finished} finished {'cell' if self.grid else 'row'}(s) in {where}")
+
+    def _rows(self):
+        """(the finished rows in order, the search's extra fields)."""
+        if self.grid:
+            rows = [self._stored(e.train_rate, rate) for e in self.evaluators for rate in self.rates]
+            return [row for row in rows if row is not None], {}
+        rows, rate, a_max = search_state(self._stored_by_rate(), self.epsilon, self.step)
+        if rate is not None or not rows:
+            return rows, {}
+        return rows, {"a_max": a_max, "accuracy_threshold": a_max - self.epsilon,
+                      "chosen_test_rate": max(row["test_rate"] for row in rows if row["meets_accuracy"])}
+
+    def _save_partial(self):
+        rows = self._rows()[0]
+        if rows and not (os.path.exists(self.output) and fileio.read_json(self.output).get("rows") == rows):
+            fileio.write_json(self.output, {"kind": self.kind, "settings": self.settings, "rows": rows,
+                                            "finished": False})
+
+    def _name(self, train_rate, test_rate):
+        return f"train{rate_key(train_rate)}_test{rate_key(test_rate)}"
+
+    def _path(self, name):
+        return os.path.join(self.folder, name + ".json")
+
+    def _stored(self, train_rate, test_rate):
+        path = self._path(self._name(train_rate, test_rate))
+        return fileio.read_json(path) if os.path.exists(path) else None
+
+    def _stored_by_rate(self):
+        train_rate = self.evaluators[0].train_rate
+        rows = (self._stored(train_rate, rate) for rate in search_rates(self.step))
+        return {rate_key(row["test_rate"]): row for row in rows if row is not None}
+
+
+def run_search(evaluator, output, settings, epsilon, step, log=print, executor=None):
+    """Algorithm 1 with each row a cell (see :class:`DropoutRows`) on ``executor``; returns the result dict.
+    ``evaluator``: an :class:`Evaluator` (local only) or the :class:`ModelEvaluators` of one model file."""
+    evaluators = evaluator if isinstance(evaluator, ModelEvaluators) else [evaluator]
+    if len(evaluators) != 1:
+        raise ConfigError(f"Algorithm 1 searches one model, not {len(evaluators)}")
+    return DropoutRows(evaluators, output, settings, epsilon=epsilon, step=step, log=log).run(executor)
+
+
+def run_grid(evaluators, test_rates, output, settings, log=print, executor=None):
+    """Every (train rate, test rate) cell (see :class:`DropoutRows`) on ``executor``; returns the result dict."""
+    return DropoutRows(evaluators, output, settings, test_rates=test_rates, log=log).run(executor)
 
 
 def gradient_histograms(model, x, target, test_rates, samples, pixels=3, seed=0):

@@ -75,6 +75,27 @@ def epoch_order(seed, epoch, n):
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 
+def run_settings(target_model, source, epochs, kernel_size=3, batch_size=training.REFERENCE_BATCH_SIZE,
+                 learning_rate=training.REFERENCE_LEARNING_RATE, seed=0, target_description=None):
+    """The settings of a reprogramming run (checked; ConfigError / ModelError before any work): what its record and
+    checkpoint hold and a resume compares (:data:`IDENTITY_KEYS`), plus ``epochs``."""
+    training.check_training_settings(epochs, batch_size, learning_rate)
+    kernel_size = check_kernel_size(kernel_size)
+    transform_padding(source.input_shape, check_target(target_model), kernel_size)
+    return {
+        "target": target_description or target_model.name,
+        "target_fingerprint": checkpoints.weights_fingerprint(target_model),
+        "source_dataset": source.name,
+        "train_fingerprint": checkpoints.data_fingerprint(source.x_train, source.y_train),
+        "test_fingerprint": checkpoints.data_fingerprint(source.x_test, source.y_test),
+        "kernel_size": kernel_size,
+        "batch_size": int(batch_size),
+        "learning_rate": float(learning_rate),
+        "seed": int(seed),
+        "epochs": int(epochs),
+    }
+
+
 def train_reprogramming(target_model, source, epochs, kernel_size=3, batch_size=training.REFERENCE_BATCH_SIZE,
                         learning_rate=training.REFERENCE_LEARNING_RATE, seed=0, checkpoint_path=None,
                         target_description=None, target_label=None, eval_batch_size=500, verbose=1):
@@ -90,23 +111,10 @@ def train_reprogramming(target_model, source, epochs, kernel_size=3, batch_size=
     Returns ``(transform, record)``; ``record`` is JSON-ready: settings, per-epoch ``history`` (train loss
     and accuracy, test accuracy, seconds), ``test_accuracy`` after the last epoch, timings and versions.
     """
-    training.check_training_settings(epochs, batch_size, learning_rate)
-    epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
-    kernel_size = check_kernel_size(kernel_size)
+    settings = run_settings(target_model, source, epochs, kernel_size, batch_size, learning_rate, seed,
+                            target_description)
+    epochs, batch_size, seed, kernel_size = (settings[k] for k in ("epochs", "batch_size", "seed", "kernel_size"))
     target_shape = check_target(target_model)
-    transform_padding(source.input_shape, target_shape, kernel_size)  # ConfigError before any work
-    settings = {
-        "target": target_description or target_model.name,
-        "target_fingerprint": checkpoints.weights_fingerprint(target_model),
-        "source_dataset": source.name,
-        "train_fingerprint": checkpoints.data_fingerprint(source.x_train, source.y_train),
-        "test_fingerprint": checkpoints.data_fingerprint(source.x_test, source.y_test),
-        "kernel_size": kernel_size,
-        "batch_size": batch_size,
-        "learning_rate": float(learning_rate),
-        "seed": seed,
-        "epochs": epochs,
-    }
 
     keras.utils.set_random_seed(seed)
     transform = build_input_transform(source.input_shape, target_shape, kernel_size)
