@@ -9,7 +9,10 @@ Per scheme a fleet of ``--models`` surrogates (paper 16; seeds and random halves
 ``tools/train_fleet.py`` trains them) in ``<work_dir>/fleets/``; C&W against ``--sources`` at once (paper 8) and
 against each of ``--single_sources`` alone (paper 4); validation at ``--threshold`` of the held-out models minus one
 (paper 5 of 7). Without flags every setting is the paper's (the full run takes many CPU-days). Rerunning the same
-command continues where it stopped; ``--report_only`` rebuilds the page from finished cells.
+command continues where it stopped; ``--report_only`` rebuilds the page from finished cells. Each fleet member's
+training, each attack (generate) and each judgement is a cell: ``--executor=ray`` runs them as Ray tasks in parallel
+(a local Ray instance, or ``--ray_address`` of an existing cluster; see the README), each cell after the models it
+uses.
 """
 
 import os
@@ -53,6 +56,7 @@ flags.DEFINE_integer("passes", None, "MC average / voting passes of the targets 
 flags.DEFINE_list("l2_edges", None, "L2 bucket edges (default four equal buckets up to Table 3's cut-off).")
 flags.DEFINE_integer("seed", None, "Seed of the fleets and of the targets' draw (default 0).")
 flags.DEFINE_bool("report_only", False, "Only rebuild the report from finished cells.")
+cli.define_executor_flags()
 FLAGS = flags.FLAGS
 
 SETTING_FLAGS = ("arch", "depth", "width", "augmentation", "train_images", "batch_size", "learning_rate")
@@ -75,9 +79,14 @@ def main(argv):
         overrides["edges"] = tuple(checks.nonnegative(v, "l2_edges") for v in FLAGS.l2_edges)
     overrides["settings"] = tuple((name, FLAGS[name].value) for name in SETTING_FLAGS if FLAGS[name].value is not None)
     plan = study.plan_for(FLAGS.dataset, **overrides)
-    dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
-    evaluation = study.TranslucentStudy(dataset, plan, FLAGS.work_dir, log=lambda line: print(line, flush=True))
-    results = evaluation.collect() if FLAGS.report_only else evaluation.run()
+    executor = None if FLAGS.report_only else cli.executor(FLAGS)
+    try:
+        dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
+        evaluation = study.TranslucentStudy(dataset, plan, FLAGS.work_dir, log=lambda line: print(line, flush=True))
+        results = evaluation.collect() if executor is None else evaluation.run(executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     shown = [a for a in sys.argv[1:] if not a.startswith("--report_only")]
     command = "python tools/reproduce_rs.py " + " ".join(shown)
     path = report.write_report(evaluation, results, FLAGS.docs_dir, command, evaluation.scale_lines())

@@ -10,6 +10,8 @@ Schemes by their paper names (Standard, Dropout, RS-1, MagNet, RC, ...) or as an
 and k, recorded in the manifest by their hash); a wrapped or installed scheme (RC, MagNet) has its source model
 trained in each member's folder. Rerunning the same command trains only what is missing; a larger --models extends
 the fleet; other settings in the same --work_dir are refused. ``--train_images=N``: members draw from the first N.
+Each member is a cell of its own: ``--executor=ray`` trains members at once as Ray tasks (a local Ray instance, or
+``--ray_address`` of an existing cluster; see the README).
 """
 
 import os
@@ -41,6 +43,7 @@ flags.DEFINE_integer("batch_size", None, "Mini-batch size (default: the scheme's
 flags.DEFINE_float("learning_rate", None, "Initial learning rate (default: the scheme's recipe).")
 flags.DEFINE_integer("train_images", None, "Members draw their share from the first N training images (a quick run).")
 flags.DEFINE_list("only", None, "Make only these members (indices, e.g. 0,1), the others later.")
+cli.define_executor_flags()
 FLAGS = flags.FLAGS
 
 SETTING_FLAGS = ("arch", "depth", "width", "augmentation", "batch_size", "learning_rate", "train_images")
@@ -59,11 +62,15 @@ def main(argv):
 
     spec = schemes.spec_of(FLAGS.scheme)
     settings = {name: FLAGS[name].value for name in SETTING_FLAGS if FLAGS[name].value is not None}
-    dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
-    surrogates = fleet.Fleet(dataset, spec, FLAGS.work_dir, models=FLAGS.models, epochs=epochs,
-                             source_epochs=FLAGS.source_epochs, train_fraction=FLAGS.train_fraction, seed=FLAGS.seed,
-                             settings=settings, log=lambda line: print(line, flush=True))
-    finished = surrogates.train(only)
+    executor = cli.executor(FLAGS)
+    try:
+        dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
+        surrogates = fleet.Fleet(dataset, spec, FLAGS.work_dir, models=FLAGS.models, epochs=epochs,
+                                 source_epochs=FLAGS.source_epochs, train_fraction=FLAGS.train_fraction,
+                                 seed=FLAGS.seed, settings=settings, log=lambda line: print(line, flush=True))
+        finished = surrogates.train(only, executor=executor)
+    finally:
+        executor.close()
     rate = surrogates.throughput()
     print(f"{len(finished)} of {surrogates.models} model(s) of {spec.label} made; manifest {surrogates.manifest_path}")
     print("training throughput: " + ("no model trained yet" if rate is None else f"{rate:.0f} images/s"))

@@ -8,11 +8,16 @@ recorded by its hash, not saved: it is derivable) with training seed :func:`memb
 model (a wrapped or installed defense) has its source trained in the same store, as the Random Spiking study does.
 Any registered defense works.
 
-:meth:`Fleet.train` makes the missing members in order; ``<work_dir>/fleet.json`` (the manifest) is rewritten
-atomically after each one, so a killed run restarted with the same command trains only what is missing (a
-half-trained member continues at its next epoch through its trainer's own checkpoint). The fleet's settings are
-stored once (:func:`hrs_tf.experiments.cells.check_settings`): another spec, seed, fraction, epochs or training
-setting in the same folder is refused; asking for more models extends the fleet.
+Making member k is a cell of its own (kind ``fleet``, name ``<label> model <k>``; :meth:`Fleet.member_cells`):
+members are independent, so they may train at once on the workers of an executor
+(:mod:`hrs_tf.experiments.execution`); an experiment using a fleet (the translucent-box study) lists these cells in
+its own plan. A member's cell writes its record ``<work_dir>/members/<k>.json`` atomically when it is made; the
+manifest ``<work_dir>/fleet.json`` (the fleet's settings and every finished member's record) is assembled from them
+by the driver once its cells are done (a manifest of earlier runs, which held the members itself, is still read).
+A killed run restarted with the same command trains only what is missing (a half-trained member continues at its
+next epoch through its trainer's own checkpoint). The fleet's settings are stored once
+(:func:`hrs_tf.experiments.cells.check_settings`): another spec, seed, fraction, epochs or training setting in the
+same folder is refused; asking for more models extends the fleet.
 """
 
 import dataclasses
@@ -26,9 +31,12 @@ from hrs_tf import checks, fileio
 from hrs_tf.defenses import registry
 from hrs_tf.errors import ConfigError
 from hrs_tf.experiments.cells import check_settings, json_ready
+from hrs_tf.experiments.execution import Cell, Needs, Recipe, cell_seed, execute
 from hrs_tf.experiments.model_store import ModelStore
 
 MANIFEST_FILE = "fleet.json"
+MEMBERS_DIR = "members"  # one record per finished member, written by its cell
+FLEET = "fleet"  # the kind of a member's cell
 MODELS = 16  # models per scheme [paper 16]
 TRAIN_FRACTION = 0.5  # each model's share of the training set [paper: half]
 POOL_SETTING = "train_images"  # a training setting the fleet applies itself: members draw from the first N images
@@ -113,10 +121,15 @@ class Fleet:
     ``epochs`` if given, else the source defense's own default: MagNet 100 on a Dropout model of 50);
     ``settings``: training settings given to every trainer (e.g. ``arch``), except ``train_images=N``, which the
     fleet applies itself: the members' images are drawn from the first N.
+
+    On an executor the fleet is an experiment (``recipe`` / ``cell_plan`` / ``done`` / ``compute``) whose cells are
+    its members' (:meth:`member_cells`); another experiment may list those cells in its plan and hand them to
+    :meth:`done` and :meth:`compute`.
     """
 
     def __init__(self, dataset, spec, work_dir, models=MODELS, epochs=None, source_epochs=None,
                  train_fraction=TRAIN_FRACTION, seed=0, settings=None, log=print):
+        self.dataset = dataset
         self.spec = registry.parse(spec)
         self.models = checks.count(models, "models", minimum=1)
         self.train_fraction = check_fraction(train_fraction)
@@ -147,8 +160,12 @@ class Fleet:
         check_settings(work_dir, self._header(), CONTENT_KEYS, "a fleet",
                        hint="use another --work_dir or the original settings (only --models may change)")
         stored = fileio.read_json(self.manifest_path) if os.path.exists(self.manifest_path) else {}
-        self._entries = {int(e["model"]): e for e in stored.get("members", [])}
+        self._entries = {int(e["model"]): e for e in stored.get("members", [])}  # earlier runs kept them there
+        self._read_records()
+        self._stores = {}  # member -> its ModelStore, once used here
         self._models = {}
+        self._seed = None  # the current cell's seed (see reseed)
+        self._planned = None  # the members cell_plan lists (train sets them; None: all)
 
     def _pool(self, dataset):
         """The training images the members draw from: all, or the first ``train_images`` of them."""
@@ -183,59 +200,130 @@ class Fleet:
             store.add(self.source.label, self.source, None if _is_derived(self.source) else self.source_epochs)
         return store
 
+    def _store(self, k, new=False):
+        """Member ``k``'s store used here (a new one if ``new``), its models' randomness at the current cell's."""
+        if new or k not in self._stores:
+            store = self._stores[k] = self.store(k)
+            if self._seed is not None:
+                store.reseed(self._member_seed(k))
+        return self._stores[k]
+
     def _member(self, k):
         k = checks.count(k, "model")
         if k >= self.models:
             raise ConfigError(f"model {k} is outside this fleet's models 0..{self.models - 1} (models={self.models})")
         return k
 
-    def _is_finished(self, k):
-        entry = self._entries.get(k)
-        if entry is None:
-            return False
+    def _record_path(self, k):
+        return os.path.join(self.work_dir, MEMBERS_DIR, f"{k}.json")
+
+    def _read_records(self):
+        folder = os.path.join(self.work_dir, MEMBERS_DIR)
+        for file in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            if file.endswith(".json") and not file.startswith("."):
+                entry = fileio.read_json(os.path.join(folder, file))
+                self._entries[int(entry["model"])] = entry
+
+    def _has_files(self, entry):
         files = [entry.get("file"), entry.get("source_file")]
         return all(os.path.exists(os.path.join(self.work_dir, f)) for f in files if f is not None)
 
+    def _entry(self, k):
+        """Member ``k``'s record: known here, else read from its file (another process may have made it)."""
+        entry = self._entries.get(k)
+        if entry is None or not self._has_files(entry):
+            path = self._record_path(k)
+            if os.path.exists(path):
+                entry = self._entries[k] = fileio.read_json(path)
+        return entry
+
+    def _is_finished(self, k):
+        entry = self._entry(k)
+        return entry is not None and self._has_files(entry)
+
     def finished(self):
-        """Indices of the finished members (recorded in the manifest, their files present), in order."""
+        """Indices of the finished members (recorded, their files present), in order."""
         return [k for k in range(self.models) if self._is_finished(k)]
 
     def file(self, k):
         """The saved file (or folder) of member ``k``'s model; None for a derived model or an unfinished member."""
-        entry = self._entries.get(self._member(k)) if self._is_finished(k) else None
+        entry = self._entry(self._member(k)) if self._is_finished(k) else None
         return None if entry is None or entry["file"] is None else os.path.join(self.work_dir, entry["file"])
 
     def model(self, k):
-        """Member ``k``'s model (a Keras model, or what ``spec.apply`` gives for a wrapped spec); trained first if
+        """Member ``k``'s model (a Keras model, or what ``spec.apply`` gives for a wrapped spec); made first if
         missing, then cached."""
         k = self._member(k)
         if k not in self._models:
             if not self._is_finished(k):
-                self.train([k])
-            self._models[k] = self.store(k).get(self.label)
+                self._make(k)
+            self._models[k] = self._store(k).get(self.label)
         return self._models[k]
 
+    # -- randomness --------------------------------------------------------------------------------------------
+    def _member_seed(self, k):
+        return cell_seed(f"model {k}", self._seed)
+
+    def reseed(self, seed):
+        """Restarts the seed generators of every member model used here (and of those used from now on) from
+        ``seed`` and the member (a :class:`~hrs_tf.experiments.cells.CellStore` ``reseed`` callback: members draw
+        apart, and a cell draws the same whichever cells this process computed before)."""
+        self._seed = int(seed)
+        for k, store in self._stores.items():
+            store.reseed(self._member_seed(k))
+
+    # -- cells -------------------------------------------------------------------------------------------------
+    def cell_name(self, k):
+        return f"{self.label} model {k}"
+
+    def cell_key(self, k):
+        """The key of member ``k``'s cell (what a cell using its model waits for)."""
+        return f"{FLEET}/{self.cell_name(k)}"
+
+    def member_cells(self, members=None, needs=Needs()):
+        """The cells making members ``members`` (default: every one), in order; ``args`` = (label, member)."""
+        members = range(self.models) if members is None else sorted({self._member(k) for k in members})
+        return [Cell(FLEET, self.cell_name(k), args=(self.label, k), needs=needs) for k in members]
+
+    def recipe(self):
+        """How a worker builds this fleet (absolute work folder)."""
+        return Recipe(Fleet, dataset=self.dataset, spec=self.spec.text, work_dir=os.path.abspath(self.work_dir),
+                      models=self.models, epochs=self.epochs, source_epochs=self.source_epochs,
+                      train_fraction=self.train_fraction, seed=self.seed, settings=self.settings)
+
+    def cell_plan(self):
+        return self.member_cells(self._planned)
+
+    def done(self, cell):
+        return self._is_finished(cell.args[-1])
+
+    def compute(self, cell):
+        """Makes the member of ``cell`` and writes its record."""
+        self._make(self._member(cell.args[-1]))
+
     # -- making ----------------------------------------------------------------------------------------------
-    def train(self, members=None):
-        """Makes every missing member (or only those in ``members``) in order; one progress line per member."""
+    def train(self, members=None, executor=None):
+        """Makes every missing member (or only those in ``members``) on ``executor`` (default: in this process, in
+        order; a progress line per member), then writes the manifest; returns the finished members."""
         members = list(range(self.models)) if members is None else sorted({self._member(k) for k in members})
         missing = [k for k in members if not self._is_finished(k)]
         self.log(f"fleet {self.label} ({self.spec.text}) in {self.work_dir}: {len(members) - len(missing)} of "
                  f"{len(members)} model(s) already made; each trains on {self.train_fraction:g} of "
                  f"{self.num_train} {self.pool.name} training images")
-        spent = []
-        for done, k in enumerate(missing, start=1):
-            entry = self._make(k)
-            if entry["seconds"] > 0:
-                spent.append(entry["seconds"])
-            left = len(missing) - done
-            eta = left * (sum(spent) / len(spent)) if spent else 0.0
-            self.log(f"fleet {self.label}: model {k} made in {entry['seconds']:.1f} s; "
-                     f"{len(members) - left}/{len(members)} done, {left} left, about {eta / 60:.1f} min left")
+        self._planned = members
+        try:
+            execute(self, executor, self.log)
+        finally:
+            self._planned = None
+            self.write_manifest()
         return self.finished()
 
     def _make(self, k):
-        store = self.store(k)
+        """Trains what member ``k`` is made from (seeded by the member) and writes its record atomically."""
+        import keras
+
+        keras.utils.set_random_seed(cell_seed(self.cell_key(k), self.seed))
+        store = self._store(k, new=True)
         indices = self.indices(k)
         trainable = [name for name in store.names() if not _is_derived(store.entries[name][0])]
         missing = [name for name in trainable if not os.path.exists(store.path(name))]
@@ -251,15 +339,21 @@ class Fleet:
                  "epochs": self.epochs, "source_epochs": self.source_epochs,
                  "trained_epochs": sum(total_epochs(store.entries[name][1]) for name in missing),
                  "seconds": seconds}
+        fileio.write_json(self._record_path(k), entry)
         self._entries[k] = entry
-        fileio.write_json(self.manifest_path, self.manifest())
+        self.log(f"fleet {self.label}: model {k} made in {seconds:.1f} s")
         return entry
 
     # -- what was made ---------------------------------------------------------------------------------------
     def manifest(self):
         """The fleet's settings and one entry per finished member (what ``fleet.json`` holds)."""
+        self._read_records()
         made = [self._entries[k] for k in sorted(self._entries) if self._is_finished(k)]
         return dict(self._header(), members=made)
+
+    def write_manifest(self):
+        """Writes ``fleet.json`` from the members' records (the driver does, once their cells are done)."""
+        fileio.write_json(self.manifest_path, self.manifest())
 
     def throughput(self):
         """Training images per second over the members trained by some call: sum of train_images x the epochs

@@ -3,14 +3,21 @@ resumable cells; any registered defense can be a scheme.
 
 Per scheme, a fleet of ``models`` surrogates (:class:`hrs_tf.experiments.fleet.Fleet`: seeds and random halves of
 the training data) in ``<work_dir>/fleets/<scheme>/``. The same first ``images`` test images and the same random
-targets are attacked for every scheme, at every confidence K of the grid, in chunks of ``attack_batch`` images:
+targets are attacked for every scheme, at every confidence K of the grid, in chunks of ``attack_batch`` images.
+The cells (:meth:`TranslucentStudy.cell_plan`, computed on any executor by :meth:`TranslucentStudy.run`):
 
+- ``fleet`` cells: the training of each fleet member (``<scheme> model <k>``), independent of each other;
 - ``generate`` cells: C&W against the ``sources`` first models at once (Multi-t) and against each of the
-  ``single_sources`` first models alone (Single) (:mod:`.examples`); the 8-bit images go to
-  ``<work_dir>/examples/<cell>.npz`` before the cell's JSON marks them done;
+  ``single_sources`` first models alone (Single) (:mod:`.examples`), after those models' training; the 8-bit
+  images go to ``<work_dir>/examples/<cell>.npz`` before the cell's JSON marks them done;
 - ``judge`` cells: the labels that the models of a target scheme (decision rule of its Table 2 row: MC average,
   voting, MagNet's rejection) give to the found examples of one generate cell: Single examples on their own
-  scheme's Single targets, Multi-t examples on the held-out models of **every** scheme (Figure 4).
+  scheme's Single targets, Multi-t examples on the held-out models of **every** scheme (Figure 4); after their
+  generate cell and the target models' training.
+
+Every generate and judge cell starts from randomness of its own (the cell's seed under the plan's ``seed``: the
+global seeds, and the seed generators of every fleet model and decision it uses), so it draws the same in any
+process and whichever cells were computed before it.
 
 :meth:`TranslucentStudy.results` turns them into Tables 4-5 (white-box L2 at K = 0), Figure 3 (transfer rate per
 L2 bucket of the three strategies) and Figure 4 (passing rate of the validation per (source, target) scheme and
@@ -19,13 +26,15 @@ bucket) with :mod:`.strategies`.
 
 import dataclasses
 import os
-import time
 
 import numpy as np
 
 from hrs_tf import checks
 from hrs_tf.errors import ConfigError
 from hrs_tf.experiments.cells import CellStore, check_settings, plan_with, slug
+from hrs_tf.experiments.execution import Cell, Recipe, cell_seed, execute
+from hrs_tf.experiments.fleet import FLEET, Fleet
+from hrs_tf.layers import stochastic
 from randspike import decision, schemes, training
 from randspike.translucent import examples, strategies
 
@@ -82,6 +91,8 @@ def plan_for(dataset, **overrides):
     specs = [schemes.spec_of(s) for s in plan.schemes]
     if len({s.text for s in specs}) != len(specs):
         raise ConfigError(f"schemes {list(plan.schemes)} name one scheme twice")
+    if len({s.label for s in specs}) != len(specs):
+        raise ConfigError(f"schemes {[s.text for s in specs]} share a label (their fleets and cells are named by it)")
     return dataclasses.replace(plan, schemes=tuple(s.text for s in specs), confidences=confidences, edges=edges)
 
 
@@ -96,18 +107,18 @@ class TranslucentStudy:
         self.dataset, self.plan, self.work_dir, self.log = dataset, plan, work_dir, log
         self.roles = strategies.Roles(plan.models, plan.sources, plan.single_sources, plan.threshold)
         self.specs = [schemes.spec_of(text) for text in plan.schemes]
-        self.cells = CellStore(work_dir, log)
+        self._spec = {spec.label: spec for spec in self.specs}
+        self.cells = CellStore(work_dir, log, seed=plan.seed, reseed=[self.reseed])
         self.read_only = False
         self.fleets = {spec.label: self._fleet(spec) for spec in self.specs}
         self._classifiers = {}
+        self._seed = None  # the current cell's seed (see reseed)
         self._examples = {}  # generate cell name -> its loaded examples
         x = dataset.x_test[:plan.images]
         self.x, self.y = x, dataset.y_test[:plan.images]
         self.targets = examples.random_targets(self.y, dataset.num_classes, plan.seed)
 
     def _fleet(self, spec):
-        from hrs_tf.experiments.fleet import Fleet
-
         epochs = self.plan.magnet_epochs if spec.name == "magnet" else self.plan.epochs
         return Fleet(self.dataset, spec, os.path.join(self.work_dir, "fleets", slug(spec.label.lower())),
                      models=self.plan.models, epochs=None if spec.make == "wrapped" else epochs,
@@ -135,11 +146,25 @@ class TranslucentStudy:
             fleet = self.fleets[spec.label]
             model = fleet.model(k)  # made first: the file is known once the member is finished
             self._classifiers[key] = schemes.load(spec, fleet.file(k), model, self.dataset.name)
+            self._reseed_classifier(key)
         return self._classifiers[key]
 
-    def train(self):
-        for spec in self.specs:
-            self.fleets[spec.label].train()
+    def reseed(self, seed):
+        """Restarts the seed generators of every fleet model and decision used here (and of those used from now
+        on) from ``seed`` (the CellStore's callback: a cell draws the same whichever cells ran before it)."""
+        self._seed = int(seed)
+        for fleet in self.fleets.values():
+            fleet.reseed(seed)
+        for key in self._classifiers:
+            self._reseed_classifier(key)
+
+    def _reseed_classifier(self, key):
+        """A decision's own layers too (region-based noise, MagNet's composite), after its fleet model's."""
+        if self._seed is None:
+            return
+        classifier = self._classifiers[key]
+        model = classifier.model if isinstance(classifier, decision.Decider) else classifier
+        stochastic.reseed(model, cell_seed(f"{key[0]} model {key[1]}", self._seed))
 
     # -- cells ---------------------------------------------------------------------------------------------
     def chunks(self):
@@ -248,39 +273,67 @@ class TranslucentStudy:
         mean, std = strategies.mean_std(l2)
         return {"mean": mean, "std": std, "found": int(l2.size), "attacked": attacked}
 
+    # -- the executor protocol ------------------------------------------------------------------------------------
+    def recipe(self):
+        """How a worker builds this study (absolute work folder)."""
+        return Recipe(TranslucentStudy, dataset=self.dataset, plan=self.plan, work_dir=os.path.abspath(self.work_dir))
+
     def cell_plan(self):
-        """Every cell of the plan in the order :meth:`run` computes them: ``("generate", args)`` then
-        ``("judge", args)``, with ``args`` the arguments of :meth:`generated` / :meth:`judged`."""
+        """Every cell of the plan in the order a local run computes them: the fleets' members (``fleet``), then
+        ``generate`` cells after their source models, then ``judge`` cells after their generate cell and their
+        target models; ``args`` = (kind, then the scheme labels, group, confidence, chunk of :meth:`generated` /
+        :meth:`judged`)."""
         todo = []
         for spec in self.specs:
+            todo += self.fleets[spec.label].member_cells()
+        for spec in self.specs:
+            fleet = self.fleets[spec.label]
             for group in self.groups():
+                after = tuple(fleet.cell_key(k) for k in self._sources(group))
                 for confidence in self.plan.confidences:
-                    todo += [("generate", (spec, group, confidence, chunk)) for chunk in self.chunks()]
+                    todo += [Cell("generate", self.generate_name(spec, group, confidence, chunk),
+                                  args=("generate", spec.label, group, confidence, chunk), after=after)
+                             for chunk in self.chunks()]
         for spec in self.specs:
             for group in self.groups():
                 targets = self.specs if group == "multi" else [spec]
                 for confidence in self.plan.confidences:
                     for chunk in self.chunks():
-                        todo += [("judge", (spec, group, confidence, chunk, target)) for target in targets]
+                        source = "generate/" + self.generate_name(spec, group, confidence, chunk)
+                        for target in targets:
+                            models = self.target_models(spec, group, target)
+                            after = (source,) + tuple(self.fleets[target.label].cell_key(k) for k in models)
+                            todo.append(Cell("judge", self.generate_name(spec, group, confidence, chunk)
+                                             + f" on {target.label}",
+                                             args=("judge", spec.label, group, confidence, chunk, target.label),
+                                             after=after))
         return todo
 
-    def run(self):
-        """Every cell of the plan (fleets first), with a progress line per cell; returns :meth:`results`."""
+    def done(self, cell):
+        if cell.kind == FLEET:
+            return self.fleets[cell.args[0]].done(cell)
+        return self.cells.stored(cell.kind, cell.name) is not None
+
+    def compute(self, cell):
+        if cell.kind == FLEET:
+            self.fleets[cell.args[0]].compute(cell)
+            return
+        kind, label, group, confidence, chunk, *target = cell.args
+        args = (self._spec[label], group, confidence, tuple(chunk)) + tuple(self._spec[t] for t in target)
+        (self.generated if kind == "generate" else self.judged)(*args)
+
+    def run(self, executor=None):
+        """Every missing cell of the plan (fleets first) on ``executor`` (default: in this process, in order; a
+        progress line per cell), then the fleets' manifests; returns :meth:`results`."""
         self.check()
-        self.train()
-        todo = self.cell_plan()
-        start, computed = time.time(), 0
-        for i, (kind, args) in enumerate(todo, 1):
-            name = self.generate_name(*args[:4]) + (f" on {args[4].label}" if kind == "judge" else "")
-            if self.cells.stored(kind, name) is not None:
-                continue
-            (self.generated if kind == "generate" else self.judged)(*args)
-            computed += 1
-            elapsed = time.time() - start
-            left = len(todo) - i
-            self.log(f"cells: {i}/{len(todo)} done, {left} left, {elapsed / 60:.1f} min so far"
-                     + (f", about {elapsed / computed * left / 60:.0f} min left (at this run's mean cell time)"
-                        if left else ""))
+        for spec in self.specs:
+            fleet = self.fleets[spec.label]
+            self.log(f"fleet {spec.label} ({spec.text}): {len(fleet.finished())} of {fleet.models} model(s) made")
+        try:
+            execute(self, executor, self.log)
+        finally:
+            for fleet in self.fleets.values():
+                fleet.write_manifest()
         return self.results()
 
     def scale_lines(self):

@@ -125,7 +125,7 @@ def test_a_fleet_trains_each_member_on_its_half_records_it_and_resumes(defenses,
     # the models differ by their data: member 0 and 1 give other logits on the same test images
     logits = [np.asarray(surrogates.model(k)(small_mnist.x_test[:20])) for k in (0, 1)]
     assert np.abs(logits[0] - logits[1]).max() > 1e-3
-    assert sum("done, " in line and " left, about " in line for line in logs) == 3
+    assert sum(line.startswith("cells: ") and "| fleet/" in line for line in logs) == 3  # the executor's progress
 
     # a rerun trains nothing and leaves the manifest as it was (the members' timings kept)
     CALLS.clear()
@@ -182,6 +182,26 @@ def test_a_wrapped_spec_has_its_source_trained_in_each_member_store(defenses, sm
     model = surrogates.model(1)
     assert model is APPLIED[-1] and surrogates.store(1).file(CentroidDefense.name) == \
         os.path.join(work, manifest["members"][1]["source_file"])
+
+
+def test_members_have_records_of_their_own_and_an_earlier_single_manifest_still_reads(defenses, small_mnist, tmp_path):
+    work = tmp_path / "fleet"
+    make = lambda: fleet.Fleet(small_mnist, CentroidDefense.name, str(work), models=2,  # noqa: E731
+                               log=lambda line: None)
+    surrogates = make()
+    assert [cell.key for cell in surrogates.member_cells()] == [f"fleet/{CentroidDefense.name} model {k}"
+                                                                  for k in range(2)]
+    surrogates.train()
+    manifest = json.loads((work / "fleet.json").read_text())
+    records = [json.loads((work / "members" / f"{k}.json").read_text()) for k in range(2)]
+    assert manifest["members"] == records  # the manifest: the members' own records, assembled
+    # a folder of an earlier run: every member in fleet.json, no record files; nothing is trained again
+    for k in range(2):
+        os.remove(work / "members" / f"{k}.json")
+    CALLS.clear()
+    earlier = make()
+    assert earlier.finished() == [0, 1] and earlier.train() == [0, 1] and CALLS == []
+    assert earlier.manifest() == manifest and earlier.file(1) == surrogates.file(1)
 
 
 def test_the_tool_refuses_a_bad_fraction_before_writing_anything(tmp_path):

@@ -1,21 +1,57 @@
 """The translucent-box evaluation (Random Spiking paper sections 3.2, 5.4, 5.5): the fleet roles, the 5/7 filter and
 its rotations on hand-made cases, L2 buckets, 8-bit rounding and random targets of the examples, what is attacked for
-a decider, and a whole tiny study: cells, results, resume after a kill, report."""
+a decider, and a whole tiny study: cells, results, resume after a kill, report, cells computed in another order."""
 
 import dataclasses
+import json
 import os
 
 import keras
 import numpy as np
 import pytest
 
+from hrs_tf.defenses import registry
+from hrs_tf.defenses.dropout import with_defensive_dropout
 from hrs_tf.errors import ConfigError
+from hrs_tf.experiments.execution import ordered
 from randspike import decision
 from randspike.translucent import examples, report, strategies, study
 from tests.experiments import test_fleet
 
 defenses = test_fleet.defenses  # the fixture registering test-only defenses (a copy of the registry)
 CentroidDefense = test_fleet.CentroidDefense
+
+
+class DroppedDefense(test_fleet.MarkedDefense):
+    name = "fleet_test_dropped"
+    summary = "the centroid model with dropout on its logits at test time: stochastic (tests/randspike)"
+
+    def apply(self, args, model, seed=None):
+        return with_defensive_dropout(model, 0.3, train_rate=0, seed=seed)
+
+
+def stored(work, folder):
+    """{relative path: JSON without its ``*seconds`` fields} of every JSON file under ``work/folder``."""
+    out = {}
+    for root, _, files in os.walk(os.path.join(work, folder)):
+        for file in files:
+            if file.endswith(".json"):
+                path = os.path.join(root, file)
+                out[os.path.relpath(path, work)] = {k: v for k, v in json.loads(open(path).read()).items()
+                                                    if not k.endswith("seconds")}
+    return out
+
+
+def same_examples(work_a, work_b):
+    """Whether two studies stored the same example files with equal arrays; the number of files."""
+    files = sorted(os.listdir(os.path.join(work_a, "examples")))
+    if files != sorted(os.listdir(os.path.join(work_b, "examples"))):
+        return False, len(files)
+    for file in files:
+        with np.load(os.path.join(work_a, "examples", file)) as a, np.load(os.path.join(work_b, "examples", file)) as b:
+            if a.files != b.files or not all(np.array_equal(a[k], b[k]) for k in a.files):
+                return False, len(files)
+    return True, len(files)
 
 
 # -- roles and strategies -----------------------------------------------------------------------------------------
@@ -205,3 +241,26 @@ def test_the_tool_refuses_impossible_roles_before_writing_anything(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == ("error: a passing threshold of 8 exceeds the 7 validation models "
                                                       "(16 models, 8 sources)")
     assert not os.path.exists(tmp_path / "work") and not os.path.exists(tmp_path / "docs")
+
+
+def test_a_cell_draws_the_same_whatever_was_computed_before_it(defenses, real_mnist, tmp_path):
+    """A stochastic scheme (C&W with EOT over its dropout, MC judgement): its cells computed in the reverse order (as
+    another process would meet them) give the files of a run in the plan's order."""
+    registry.register(DroppedDefense)
+    dataset = dataclasses.replace(real_mnist, x_train=real_mnist.x_train[:300], y_train=real_mnist.y_train[:300],
+                                  x_test=real_mnist.x_test[:20], y_test=real_mnist.y_test[:20])
+    plan = study.plan_for("mnist", schemes=(DroppedDefense.name,), models=3, sources=1, single_sources=1, threshold=1,
+                          epochs=1, images=4, attack_batch=4, confidences=(0,), cw_iterations=20, cw_search_steps=2,
+                          cw_learning_rate=0.2, cw_initial_const=100.0, eot=2, passes=3, edges=(0.0, 2.0, 6.0))
+    in_order = study.TranslucentStudy(dataset, plan, str(tmp_path / "in_order"), log=lambda line: None).run()
+    other = study.TranslucentStudy(dataset, plan, str(tmp_path / "reversed"), log=lambda line: None)
+    cells = ordered(other.cell_plan()[::-1], set())
+    assert [c.kind for c in cells] == ["fleet"] * 3 + ["generate"] * 2 + ["judge"] * 2
+    assert cells[3].name.endswith("single0 K=0 images=0-4")  # the last generate cell first
+    for cell in cells:
+        other.compute(cell)
+    assert other.results() == in_order
+    judged = stored(tmp_path / "in_order", "cells")
+    assert judged == stored(tmp_path / "reversed", "cells") and len(judged) == 4
+    assert any(cell.get("examples") for cell in judged.values())  # examples were found and judged by MC passes
+    assert same_examples(tmp_path / "in_order", tmp_path / "reversed") == (True, 2)
