@@ -76,6 +76,17 @@ def define_executor_flags():
     flags.DEFINE_integer("ray_threads", None, "With --executor=ray: TensorFlow threads per worker (default: the CPUs "
                          "its cell reserves, 1; the local process's count gives bit-identical results).")
 
+    def valid(values):  # checked when the flags are parsed: a bad setting stops the tool before any work
+        from hrs_tf.experiments.execution import check_executor
+
+        try:
+            check_executor(values["executor"], values["ray_address"], values["ray_workers"], values["ray_threads"])
+        except ConfigError as e:
+            raise flags.ValidationError(str(e)) from None
+        return True
+
+    flags.register_multi_flags_validator(["executor", "ray_address", "ray_workers", "ray_threads"], valid)
+
 
 def executor(values, log=print):
     """The executor the flags of :func:`define_executor_flags` ask for (``values``: FLAGS)."""

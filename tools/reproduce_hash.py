@@ -8,6 +8,8 @@ Hash + GI1-3, bit depth and median smoothing, pruning and 8- / 3-bit quantisatio
 --adv_epochs). Tables I-IV and VII, Figure 2, Figures 3-4 and the adaptive attacks (``--experiments``); the scale
 flags say how many images each attack uses (defaults far below the paper's; the report states them). The command
 trains what it needs, then computes every result cell it does not have yet; kill it and run it again to continue.
+``--executor=ray`` runs the training and result cells as Ray tasks in parallel (a local Ray instance, or
+``--ray_address`` of an existing cluster; see the README).
 """
 
 import os
@@ -44,6 +46,7 @@ for name, default, text in (("fast_images", 1000, "FGSM / BIM / MIM images"), ("
                             ("figure_images", 500, "images of Figures 3-4")):
     flags.DEFINE_integer(name, None, f"Scale: {text} (default {default}).")
 flags.DEFINE_bool("report_only", False, "Only write the report from the cells computed so far.")
+cli.define_executor_flags()
 FLAGS = flags.FLAGS
 SCALE = ("base_epochs", "hash_epochs", "adv_epochs", "eps", "fast_images", "deepfool_images", "targeted_images",
          "bpda_images", "substitute_images", "zoo_images", "zoo_targeted_images", "zoo_queries", "cw_search_steps",
@@ -60,7 +63,11 @@ def main(argv):
     work_dir = FLAGS.work_dir or os.path.join("runs", f"reproduce_hash_{dataset.name}")
     rep = reproduction.Reproduction(dataset, plan, work_dir, existing, log=lambda line: print(line, flush=True))
     if not FLAGS.report_only:
-        rep.run()
+        executor = cli.executor(FLAGS)
+        try:
+            rep.run(executor=executor)
+        finally:
+            executor.close()
     # the command that computes the cells (--report_only only rewrites the report from them)
     args = [a for a in sys.argv[1:] if a not in ("--report_only", "--report_only=true")]
     command = "python tools/reproduce_hash.py " + " ".join(f"'{a}'" if " " in a else a for a in args)

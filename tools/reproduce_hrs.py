@@ -57,6 +57,15 @@ def parse_epochs(items):
 
 
 def main(argv):
+    executor = None if FLAGS.report_only else cli.executor(FLAGS)  # a bad executor flag stops before any work
+    try:
+        reproduce(executor)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def reproduce(executor):
     from hrs_tf import defenses
 
     existing = cli.parse_named_paths(FLAGS.use_model, "use_model")
@@ -70,17 +79,12 @@ def main(argv):
         des_sweeps=tuple(FLAGS.des_sweeps) if FLAGS.des_sweeps else None)
     work_dir = FLAGS.work_dir or os.path.join("runs", f"reproduce_{dataset.name}")
     rep = hrs_paper.Reproduction(dataset, plan, work_dir, existing)
-    if not FLAGS.report_only:
-        executor = cli.executor(FLAGS)
-        try:
-            rep.run(executor=executor)
-        finally:
-            executor.close()
+    if executor is not None:
+        rep.run(executor=executor)
     notes = open(FLAGS.notes).read() if FLAGS.notes else None
     command = "python tools/reproduce_hrs.py " + " ".join(f"'{a}'" if " " in a else a for a in sys.argv[1:])
     rep.report(FLAGS.docs_dir, command, notes)
     print(f"wrote {os.path.join(FLAGS.docs_dir, f'reproduce_hrs_{dataset.name}.md')}")
-
 
 if __name__ == "__main__":
     cli.run(main)

@@ -6,7 +6,9 @@ Random Spiking paper on one data set, as resumable cells; writes ``docs/rs_schem
 
 k models per scheme (``--models``, paper 16) trained with seeds 0..k-1, each in ``<work_dir>/model_<k>/``; MagNet and
 RC use the same seed's Dropout model, the adversarial schemes its RS-1 / Dropout model. Rerunning the same command
-continues where it stopped; ``--report_only`` rebuilds the page from finished cells.
+continues where it stopped; ``--report_only`` rebuilds the page from finished cells. Training each model and every
+result are cells: ``--executor=ray`` runs them as Ray tasks in parallel (a local Ray instance, or ``--ray_address`` of
+an existing cluster; see the README).
 """
 
 import os
@@ -41,6 +43,7 @@ flags.DEFINE_list("gaussian_levels", None, "Stability: L2 levels (default MNIST 
 flags.DEFINE_list("jpeg_qualities", None, "Stability: JPEG qualities (default 10..100 step 10).")
 flags.DEFINE_list("experiments", None, "table2, stability (default both).")
 flags.DEFINE_bool("report_only", False, "Only rebuild the report from finished cells.")
+cli.define_executor_flags()
 FLAGS = flags.FLAGS
 
 SETTING_FLAGS = ("arch", "depth", "width", "augmentation", "train_images")
@@ -67,7 +70,14 @@ def main(argv):
     plan = table2.plan_for(FLAGS.dataset, **overrides)
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     study = table2.SchemeStudy(dataset, plan, FLAGS.work_dir, log=lambda line: print(line, flush=True))
-    results = study.collect() if FLAGS.report_only else study.run()
+    if FLAGS.report_only:
+        results = study.collect()
+    else:
+        executor = cli.executor(FLAGS)
+        try:
+            results = study.run(executor=executor)
+        finally:
+            executor.close()
     shown = [a for a in sys.argv[1:] if not a.startswith("--report_only")]
     command = "python tools/reproduce_rs_schemes.py " + " ".join(shown)
     path = report.write_report(study, results, FLAGS.docs_dir, command, study.scale_lines())

@@ -7,8 +7,10 @@ result JSON and, with --docs, a markdown table and a heat map of the robustness 
 Every pair of the grid (CR1 from (N1 M1)^-1/2, CR2 from 1/2, each divided by --factor while above its lower limit;
 --max_cr1 / --max_cr2 keep the first values only) is installed on the base model, retrained --epochs, and measured:
 test accuracy, g (mean |dZ/dx|) and phi (logit variance) on --estimator_images test images. R = alpha g' +
-(1 - alpha) phi' after min-max normalisation; R = 1 where the accuracy drop reaches --threshold. A killed search
-continues with the next pair.
+(1 - alpha) phi' after min-max normalisation; R = 1 where the accuracy drop reaches --threshold. Each pair is a
+cell of its own (a JSON file in <output stem>_pairs/): a killed search continues with the missing pairs, and
+``--executor=ray`` retrains the pairs as Ray tasks in parallel (a local Ray instance, or ``--ray_address`` of an
+existing cluster; see the README).
 """
 
 import os
@@ -34,9 +36,11 @@ flags.DEFINE_integer("estimator_images", 1000, "Test images g and phi are measur
 flags.DEFINE_integer("seed", 0, "Seed of the hashed layers' initial weights and of the retraining.")
 flags.DEFINE_integer("batch_size", 128, "Retraining batch size.")
 flags.DEFINE_float("learning_rate", 0.01, "Retraining learning rate (reference SGD recipe).")
-flags.DEFINE_string("output", None, "Result JSON (rows saved as they are measured).")
+flags.DEFINE_string("output", None, "Result JSON, written once every pair is measured (the pairs' cells are in "
+                    "<output stem>_pairs/).")
 flags.DEFINE_string("docs", None, "Optional markdown report (a PNG heat map of R is written beside it).")
 flags.mark_flags_as_required(["base_model", "output"])
+cli.define_executor_flags()
 FLAGS = flags.FLAGS
 
 
@@ -52,11 +56,16 @@ def main(argv):
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     model = serialization.load_model(FLAGS.base_model)
     protocol.check_model_fits(model, dataset)
-    result = cr_search.search(model, dataset, FLAGS.output, epochs=FLAGS.epochs, factor=FLAGS.factor,
-                              max_cr1=FLAGS.max_cr1, max_cr2=FLAGS.max_cr2, alpha=FLAGS.alpha, threshold=FLAGS.threshold,
-                              estimator_images=FLAGS.estimator_images, train_images=FLAGS.train_images, seed=FLAGS.seed,
-                              batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-                              base_model_path=FLAGS.base_model, log=lambda line: print(line, flush=True), verbose=0)
+    executor = cli.executor(FLAGS)
+    try:
+        result = cr_search.search(model, dataset, FLAGS.output, epochs=FLAGS.epochs, factor=FLAGS.factor,
+                                  max_cr1=FLAGS.max_cr1, max_cr2=FLAGS.max_cr2, alpha=FLAGS.alpha,
+                                  threshold=FLAGS.threshold, estimator_images=FLAGS.estimator_images,
+                                  train_images=FLAGS.train_images, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
+                                  learning_rate=FLAGS.learning_rate, base_model_path=FLAGS.base_model,
+                                  log=lambda line: print(line, flush=True), verbose=0, executor=executor)
+    finally:
+        executor.close()
     if FLAGS.docs:
         command = "python tools/search_cr.py " + " ".join(sys.argv[1:])
         cr_search.report(result, FLAGS.docs, os.path.splitext(FLAGS.docs)[0] + ".png", command)

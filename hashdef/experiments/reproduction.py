@@ -19,9 +19,14 @@ Tables and figures, every number one JSON cell (:class:`hrs_tf.experiments.cells
               (when in the plan) PGD adversarial training;
 - ``adaptive`` beyond the paper: margin-loss PGD, APGD-DLR and the gradient-free Square attack on every model, to
               see which protection survives an attacker that does not go through the saturated softmax.
+
+Training a model is a cell of its own; every result cell waits for the training cells of the model it uses, so
+:meth:`Reproduction.run` computes them on any executor (:mod:`hrs_tf.experiments.execution`: in this process, or on
+Ray).
 """
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -32,6 +37,8 @@ from hrs_tf.attacks import losses
 from hrs_tf.attacks.bpda import through_bpda
 from hrs_tf.evaluation import metrics, protocol
 from hrs_tf.experiments.cells import CellStore, plan_with
+from hrs_tf.experiments.executable import CellExperiment, CellList
+from hrs_tf.experiments.execution import Recipe, execute
 from hrs_tf.experiments.model_store import ModelStore
 
 EXPERIMENTS = ("table1", "table2", "table3", "table4", "table7", "figure2", "figures34", "adaptive")
@@ -84,14 +91,22 @@ def plan_for(dataset, **overrides):
     return plan_with(Plan, overrides, dataset=dataset, eps=LINF_EPS[dataset] if eps is None else eps)
 
 
-class Reproduction:
-    """Runs a plan's experiments into ``work_dir`` and writes its report. ``existing``: {model name: path}."""
+def cell_name(name, column, **overrides):
+    """The key of an attack cell: the column, the settings that differ from the column's, and the model name."""
+    return column + "".join(f"|{k}={v:.6g}" for k, v in sorted(overrides.items())) + f"|{name}"
 
-    def __init__(self, dataset, plan, work_dir, existing=None, log=print):
+
+class Reproduction(CellExperiment):
+    """Runs a plan's experiments into ``work_dir`` and writes its report. ``existing``: {model name: path};
+    ``experiments``: those :meth:`run` computes (default: the plan's)."""
+
+    def __init__(self, dataset, plan, work_dir, existing=None, log=print, experiments=None):
         self.dataset, self.plan, self.work_dir, self.log = dataset, plan, work_dir, log
+        self.existing = dict(existing or {})
+        self.experiments = tuple(experiments or plan.experiments)
         self.models = ModelStore(dataset, work_dir, existing, seed=plan.seed, log=log,
                                  settings={"arch": ARCHITECTURE[dataset.name]})
-        self.cells = CellStore(work_dir, log)
+        self.cells = CellStore(work_dir, log, seed=plan.seed, reseed=[self.models.reseed])
         eps = plan.gi_eps or (None, None, None)
         gi = lambda k, on="": f"gi{k}" + (f":{eps[k - 1]:g}" if eps[k - 1] is not None else "") + on  # noqa: E731
         self.original = self.models.add("Original", "none", plan.base_epochs)
@@ -142,7 +157,7 @@ class Reproduction:
         """One (model, attack column) cell: the attack's protocol result (ASR, distortions, rho, queries)."""
         attack, kwargs = self.attacks()[column]
         kwargs = dict(kwargs, **overrides)
-        key = column + "".join(f"|{k}={v:.6g}" for k, v in sorted(overrides.items())) + f"|{name}"
+        key = cell_name(name, column, **overrides)
         squeezer = name in self.squeezers and column == "BPDA"
 
         def compute():
@@ -183,47 +198,78 @@ class Reproduction:
         return self.cells.cell("estimator", name, compute)
 
     # -- experiments ----------------------------------------------------------------------------------
-    def run(self, experiments=None):
-        experiments = experiments or self.plan.experiments
-        p = self.plan
+    def results(self):
+        """(kind, name, method, args, kwargs, model) of every result cell of the experiments, in local order."""
+        experiments, p, out = self.experiments, self.plan, []
+
+        def accuracy(name):
+            out.append(("accuracy", name, "accuracy", (name,), {}, name))
+
+        def attack(name, column, **overrides):
+            out.append(("attacks", cell_name(name, column, **overrides), "attack", (name, column), overrides, name))
+
         if "table1" in experiments:
             for name in self.table2_models:
-                self.accuracy(name)
-                self.estimator(name)
+                accuracy(name)
+                out.append(("estimator", name, "estimator", (name,), {}, name))
         if "figure2" in experiments:
             for name in [self.original] + self.gi:
-                self.histograms(name)
+                out.append(("gradients", name, "histograms", (name,), {}, name))
         if "table2" in experiments:
             for column in ("DeepFool", "FGSM", "BIM", "MIM", "BPDA", "JSMA-F", "JSMA-Z", "C&W", "EAD"):
                 for name in self.table2_models:
-                    self.attack(name, column)
+                    attack(name, column)
         if "table4" in experiments:
             for name in self.squeezers:
-                self.accuracy(name)
+                accuracy(name)
                 for column in ("FGSM", "JSMA-Z", "C&W", "BPDA"):
-                    self.attack(name, column)
+                    attack(name, column)
         if "table7" in experiments:
             for name in self.compressed:
-                self.accuracy(name)
+                accuracy(name)
                 for column in ("FGSM", "JSMA-Z", "C&W"):
-                    self.attack(name, column)
+                    attack(name, column)
         if "adaptive" in experiments:
             for column in ("PGD margin", "APGD-DLR", "Square"):
                 for name in [self.original, self.hash] + self.gi + self.hash_gi + self.squeezers:
-                    self.attack(name, column)
+                    attack(name, column)
         if "figures34" in experiments:
             figure_models = [self.original, self.hash_gi[0], self.hash_gi[1]] + ([self.adv] if self.adv else [])
             for name in figure_models:
                 if name == self.adv:
-                    self.accuracy(name)
+                    accuracy(name)
                 for eps in p.fgsm_grid:
-                    self.attack(name, "FGSM", eps=eps, num_images=p.figure_images)
+                    attack(name, "FGSM", eps=eps, num_images=p.figure_images)
                 for alpha in p.bim_alphas:
-                    self.attack(name, "BIM", eps_iter=alpha, num_images=p.figure_images)
+                    attack(name, "BIM", eps_iter=alpha, num_images=p.figure_images)
         if "table3" in experiments:
             for column in ("sub-FGSM", "ZOO", "sub-C&W", "ZOO targeted"):
                 for name in (self.original, self.hash, self.gi[2], self.hash_gi[2]):
-                    self.attack(name, column)
+                    attack(name, column)
+        return out
+
+    def recipe(self):
+        """How a worker builds this reproduction (absolute paths: a worker may start elsewhere)."""
+        return Recipe(Reproduction, dataset=self.dataset, plan=self.plan, work_dir=os.path.abspath(self.work_dir),
+                      existing={k: os.path.abspath(v) for k, v in self.existing.items()},
+                      experiments=self.experiments)
+
+    def cell_plan(self):
+        """The training cells of the models the experiments use, then their result cells (the order of
+        :meth:`results`), each waiting for the training of its model."""
+        self.models.refresh()
+        results = self.results()
+        todo = CellList(self.models)
+        todo.add_models(list(dict.fromkeys(model for *_, model in results)))
+        for kind, name, method, args, kwargs, model in results:
+            todo.result(kind, name, method, *args, models=[model], **kwargs)
+        return todo.cells
+
+    def run(self, experiments=None, executor=None):
+        """Computes every missing cell of ``experiments`` (default: the plan's) on ``executor`` (default: in this
+        process), training the models they need first."""
+        self.experiments = tuple(experiments or self.experiments)
+        return execute(self, executor, self.log)
 
     def report(self, docs_dir, command):
         from hashdef.experiments.report import write_report

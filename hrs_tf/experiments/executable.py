@@ -28,12 +28,12 @@ class CellList:
         for cell in self.models.model_cells(names, needs):
             self.add(cell)
 
-    def result(self, kind, name, method, *args, models=(), after=(), needs=Needs(), **kwargs):
+    def result(self, kind, name, method, *args, models=(), after=(), needs=Needs(), group="", **kwargs):
         """The result cell ``kind/name`` computed by ``experiment.method(*args, **kwargs)``, after the training of
-        ``models`` and the cells ``after``."""
+        ``models`` and the cells ``after``; ``group``: see :class:`~hrs_tf.experiments.execution.Cell`."""
         wait = [key for model in models for key in self.models.requires(model)] + list(after)
         self.add(Cell(kind, name, args=(method, tuple(args), dict(kwargs)), needs=needs,
-                      after=tuple(dict.fromkeys(wait))))
+                      after=tuple(dict.fromkeys(wait)), group=group))
 
     def ready(self, name):
         """Whether model ``name``'s training cells are all done (its properties, e.g. stochastic, can be read)."""
@@ -49,7 +49,8 @@ class CellExperiment:
         return self.cells.stored(cell.kind, cell.name) is not None
 
     def compute(self, cell):
-        if cell.kind == MODEL:
+        if cell.kind == MODEL:  # a trainer that draws from the global generators draws from this cell's seed
+            self.cells.start_randomness(cell.key)
             self.models.get(cell.name)
             return
         method, args, kwargs = cell.args

@@ -17,9 +17,11 @@ Each model is evaluated under ``rule`` (default MC average; a deterministic Kera
 :func:`randspike.decision.rule_or_error`), images in consecutive batches (the batch semantics of
 :mod:`randspike.decision`). Every draw of the noise is seeded by (seed, level, draw) only, so all models see the
 same noisy images; a stochastic model is reseeded per decision, so a cell's number does not depend on whether the
-run was resumed. One JSON cell per (model, perturbation, level) (:class:`hrs_tf.experiments.cells.CellStore`);
-results as ``stability.json`` / ``stability.csv``; :func:`plot` draws the paper's figures: mean and standard
-deviation over the k models of each scheme against the level, one line per scheme, Gaussian and JPEG panels.
+run was resumed. One JSON cell per (model, perturbation, level) (:class:`hrs_tf.experiments.cells.CellStore`),
+each computed by :class:`Study` in any order or process once the model's clean cell exists (:func:`run` computes
+them in this process); results as ``stability.json`` / ``stability.csv``; :func:`plot` draws the paper's figures:
+mean and standard deviation over the k models of each scheme against the level, one line per scheme, Gaussian and
+JPEG panels.
 """
 
 import csv
@@ -150,110 +152,157 @@ def _is_model(value):
     return isinstance(value, (keras.Model, decision.Decider))
 
 
+class Study:
+    """The stability study of ``models`` (see :func:`run` for the arguments) in ``work_dir``, cell by cell: the clean
+    cell of a model (:meth:`clean`) and one cell per (perturbation, level) (:meth:`measure`, which reads the clean
+    one); every cell draws only from seeds of its own, so the cells may be computed in any order and process.
+    ``reseed``: callbacks of the :class:`~hrs_tf.experiments.cells.CellStore` (e.g. the model stores')."""
+
+    def __init__(self, models, x, work_dir, dataset=None, schemes=None, num_images=NUM_IMAGES, gaussian_levels=None,
+                 jpeg_qualities=JPEG_QUALITIES, draws=DRAWS, perturbations=PERTURBATIONS, rule=decision.MC_AVERAGE,
+                 passes=decision.PASSES, batch_size=decision.BATCH_SIZE, per_image=False, seed=0,
+                 chroma_downsampling=True, log=print, reseed=()):
+        if not isinstance(models, dict) or not models:
+            raise ConfigError("models must be a non-empty dict {name: model, decider or loader}")
+        for name, value in models.items():
+            if not (_is_model(value) or callable(value)):
+                raise ConfigError(f"model {name!r} is a {type(value).__name__}, not a Keras model, a Decider or a "
+                                  "loader")
+        perturbations = tuple(perturbations)
+        for p in perturbations:
+            checks.choice(p, "perturbation", PERTURBATIONS)
+        if gaussian_levels is None:
+            if dataset not in GAUSSIAN_L2_LEVELS:
+                raise ConfigError(f"dataset={dataset!r} has no default Gaussian grid; give gaussian_levels or one of "
+                                  f"{', '.join(GAUSSIAN_L2_LEVELS)}")
+            gaussian_levels = GAUSSIAN_L2_LEVELS[dataset]
+        self.levels = {GAUSSIAN: _levels(gaussian_levels, GAUSSIAN), JPEG: _levels(jpeg_qualities, JPEG)}
+        self.draws = checks.count(draws, "draws", minimum=1)
+        self.passes = checks.count(passes, "passes", minimum=1)
+        self.batch_size = checks.count(batch_size, "batch_size", minimum=1)
+        self.seed = checks.count(seed, "seed")
+        self.rule = decision.check_rule(rule)
+        x = np.asarray(x, np.float32)
+        num_images = checks.count(num_images, "num_images", minimum=1)
+        if num_images > len(x):
+            raise ConfigError(f"num_images={num_images} exceeds the {len(x)} images given")
+        self.x = x[:num_images]
+        self.models, self.work_dir, self.dataset, self.log = models, work_dir, dataset, log
+        self.per_image, self.chroma_downsampling = bool(per_image), bool(chroma_downsampling)
+        self.schemes = {name: (schemes or {}).get(name, name) for name in models}
+        self.settings = {"images": num_images, "data": data_fingerprint(self.x, np.zeros(len(self.x))),
+                         "draws": self.draws, "rule": self.rule, "passes": self.passes, "batch_size": self.batch_size,
+                         "per_image": self.per_image, "seed": self.seed,
+                         "chroma_downsampling": self.chroma_downsampling, "dataset": dataset}
+        check_settings(work_dir, self.settings, CONTENT_KEYS, "a stability study")
+        self.cells = CellStore(work_dir, log, reseed=reseed)
+        self.work = [(p, level) for p in perturbations for level in self.levels[p]]  # (perturbation, level) per model
+        self._loaded, self._jpeg = {}, {}
+
+    def model(self, name):
+        """Model ``name`` (its loader called once)."""
+        if name not in self._loaded:
+            value = self.models[name]
+            model = value if _is_model(value) else value()
+            if not _is_model(model):
+                raise ConfigError(f"the loader of model {name!r} returned a {type(model).__name__}")
+            self._loaded[name] = model
+        return self._loaded[name]
+
+    def _decider(self, name, cell_seed):
+        """(rule used, images -> labels) of model ``name``, every decision reseeded from ``cell_seed`` onwards."""
+        model = self.model(name)
+        use = decision.rule_or_error(self.rule, model)
+        counter = iter(range(1 << 30))
+        return use, lambda images: decision.labels(model, images, rule=use, passes=self.passes,
+                                                   batch_size=self.batch_size, per_image=self.per_image,
+                                                   seed=cell_seed + next(counter))
+
+    def _perturb(self, perturbation, level):
+        if perturbation == GAUSSIAN:
+            return lambda images, rng: gaussian_at_l2(images, level, rng)
+
+        def jpeg(images, rng):
+            if level not in self._jpeg:  # deterministic: the same images for every model
+                self._jpeg[level] = jpeg_round_trip(images, level, self.chroma_downsampling)
+            return self._jpeg[level]
+        return jpeg
+
+    def clean(self, name):
+        """The clean cell of model ``name``: its reference predictions (computed if missing)."""
+        def compute():
+            use, decide = self._decider(name, _int_seed(self.seed, name, "clean"))
+            labels = decide(self.x)
+            return {"model": name, "rule": use, "labels": [int(v) for v in labels],
+                    "rejected": 100.0 * float(np.mean(labels == decision.REJECTED))}
+        return self.cells.cell(EXPERIMENT, cell_name(name, "clean"), compute)
+
+    def measure(self, name, perturbation, level):
+        """The cell of model ``name`` under ``perturbation`` at ``level`` (computed if missing)."""
+        reference = np.asarray(self.clean(name)["labels"])  # before this cell's own randomness starts
+
+        def compute():
+            use, decide = self._decider(name, _int_seed(self.seed, name, perturbation, level))
+            result = unchanged_fraction(decide, self.x, self._perturb(perturbation, level),
+                                        self.draws if perturbation == GAUSSIAN else 1, reference,
+                                        seed=_int_seed(self.seed, perturbation, level))
+            return dict(result, model=name, perturbation=perturbation, level=level, rule=use, images=len(self.x))
+        return self.cells.cell(EXPERIMENT, cell_name(name, perturbation, level), compute)
+
+    def stored(self, name):
+        """Whether the cell ``name`` (a :func:`cell_name`) is stored."""
+        return self.cells.stored(EXPERIMENT, name) is not None
+
+    def finish(self, figure=True):
+        """The results of every cell (missing ones computed) written as ``stability.json`` / ``.csv`` (and the
+        figure); returns the results dict."""
+        rows = []
+        for name in self.models:
+            for perturbation, level in self.work:
+                cell = self.measure(name, perturbation, level)
+                rows.append({"model": name, "scheme": self.schemes[name], "perturbation": perturbation,
+                             "level": level, "unchanged": cell["unchanged"],
+                             "unchanged_std_draws": cell["unchanged_std"], "rejected": cell["rejected"],
+                             "clean_rejected": cell["clean_rejected"], "realised_l2": cell["realised_l2"],
+                             "rule": cell["rule"], "images": cell["images"], "draws": len(cell["per_draw"])})
+        results = {"settings": dict(self.settings, gaussian_levels=self.levels[GAUSSIAN],
+                                    jpeg_qualities=self.levels[JPEG]),
+                   "rows": rows, "curves": curves(rows)}
+        fileio.write_json(os.path.join(self.work_dir, "stability.json"), results)
+        write_csv(os.path.join(self.work_dir, "stability.csv"), rows)
+        if figure:
+            plot(results, os.path.join(self.work_dir, "stability.png"),
+                 title=f"Stability ({self.dataset})" if self.dataset else None)
+        return results
+
+
 def run(models, x, work_dir, dataset=None, schemes=None, num_images=NUM_IMAGES, gaussian_levels=None,
         jpeg_qualities=JPEG_QUALITIES, draws=DRAWS, perturbations=PERTURBATIONS, rule=decision.MC_AVERAGE,
         passes=decision.PASSES, batch_size=decision.BATCH_SIZE, per_image=False, seed=0, chroma_downsampling=True,
         figure=True, log=print):
     """The stability study of ``models`` = {name: Keras model, Decider, or a zero-argument loader of one (called only
     if a cell of that model is missing)} on the first ``num_images`` of ``x`` (test images), in ``work_dir`` (the
-    study's own folder: ``plan.json``, ``cells/stability/``, ``stability.json`` / ``.csv`` / ``.png``).
+    study's own folder: ``plan.json``, ``cells/stability/``, ``stability.json`` / ``.csv`` / ``.png``), cell by cell
+    in this process (:class:`Study`).
 
     ``schemes``: {model name: scheme} (default: the name), the groups averaged in the figure (k models per scheme);
     ``gaussian_levels``: L2 grid (default: ``dataset``'s, :data:`GAUSSIAN_L2_LEVELS`); ``jpeg_qualities``: 10..100;
     ``draws``: Gaussian draws per level (JPEG is deterministic: one); decision settings as
     :func:`randspike.decision.labels`. Returns the results dict written to ``stability.json``.
     """
-    if not isinstance(models, dict) or not models:
-        raise ConfigError("models must be a non-empty dict {name: model, decider or loader}")
-    for name, value in models.items():
-        if not (_is_model(value) or callable(value)):
-            raise ConfigError(f"model {name!r} is a {type(value).__name__}, not a Keras model, a Decider or a loader")
-    perturbations = tuple(perturbations)
-    for p in perturbations:
-        checks.choice(p, "perturbation", PERTURBATIONS)
-    if gaussian_levels is None:
-        if dataset not in GAUSSIAN_L2_LEVELS:
-            raise ConfigError(f"dataset={dataset!r} has no default Gaussian grid; give gaussian_levels or one of "
-                              f"{', '.join(GAUSSIAN_L2_LEVELS)}")
-        gaussian_levels = GAUSSIAN_L2_LEVELS[dataset]
-    levels = {GAUSSIAN: _levels(gaussian_levels, GAUSSIAN), JPEG: _levels(jpeg_qualities, JPEG)}
-    draws = checks.count(draws, "draws", minimum=1)
-    passes = checks.count(passes, "passes", minimum=1)
-    batch_size = checks.count(batch_size, "batch_size", minimum=1)
-    seed = checks.count(seed, "seed")
-    decision.check_rule(rule)
-    x = np.asarray(x, np.float32)
-    num_images = checks.count(num_images, "num_images", minimum=1)
-    if num_images > len(x):
-        raise ConfigError(f"num_images={num_images} exceeds the {len(x)} images given")
-    x = x[:num_images]
-    schemes = {name: (schemes or {}).get(name, name) for name in models}
-    settings = {"images": num_images, "data": data_fingerprint(x, np.zeros(len(x))), "draws": draws, "rule": rule,
-                "passes": passes, "batch_size": batch_size, "per_image": bool(per_image), "seed": seed,
-                "chroma_downsampling": bool(chroma_downsampling), "dataset": dataset}
-    check_settings(work_dir, settings, CONTENT_KEYS, "a stability study")
-    cells = CellStore(work_dir, log)
-    jpeg_cache = {}
-
-    def perturb_for(perturbation, level):
-        if perturbation == GAUSSIAN:
-            return lambda images, rng: gaussian_at_l2(images, level, rng)
-
-        def jpeg(images, rng):
-            if level not in jpeg_cache:  # deterministic: the same images for every model
-                jpeg_cache[level] = jpeg_round_trip(images, level, chroma_downsampling)
-            return jpeg_cache[level]
-        return jpeg
-
-    work = [(p, level) for p in perturbations for level in levels[p]]
-    total, done, rows = len(models) * len(work), 0, []
-    for name, value in models.items():
-        loaded = {}
-
-        def model():
-            if "model" not in loaded:
-                loaded["model"] = value if _is_model(value) else value()
-                if not _is_model(loaded["model"]):
-                    raise ConfigError(f"the loader of model {name!r} returned a {type(loaded['model']).__name__}")
-            return loaded["model"]
-
-        def decider(cell_seed):
-            m = model()
-            use = decision.rule_or_error(rule, m)
-            counter = iter(range(1 << 30))
-            return use, lambda images: decision.labels(m, images, rule=use, passes=passes, batch_size=batch_size,
-                                                       per_image=per_image, seed=cell_seed + next(counter))
-
-        def clean():
-            use, decide = decider(_int_seed(seed, name, "clean"))
-            labels = decide(x)
-            return {"model": name, "rule": use, "labels": [int(v) for v in labels],
-                    "rejected": 100.0 * float(np.mean(labels == decision.REJECTED))}
-
-        reference = np.asarray(cells.cell(EXPERIMENT, cell_name(name, "clean"), clean)["labels"])
-        for perturbation, level in work:
-            def compute(perturbation=perturbation, level=level):
-                use, decide = decider(_int_seed(seed, name, perturbation, level))
-                result = unchanged_fraction(decide, x, perturb_for(perturbation, level),
-                                            draws if perturbation == GAUSSIAN else 1, reference,
-                                            seed=_int_seed(seed, perturbation, level))
-                return dict(result, model=name, perturbation=perturbation, level=level, rule=use, images=len(x))
-            cell = cells.cell(EXPERIMENT, cell_name(name, perturbation, level), compute)
+    study = Study(models, x, work_dir, dataset=dataset, schemes=schemes, num_images=num_images,
+                  gaussian_levels=gaussian_levels, jpeg_qualities=jpeg_qualities, draws=draws,
+                  perturbations=perturbations, rule=rule, passes=passes, batch_size=batch_size, per_image=per_image,
+                  seed=seed, chroma_downsampling=chroma_downsampling, log=log)
+    total, done = len(models) * len(study.work), 0
+    for name in models:
+        study.clean(name)
+        for perturbation, level in study.work:
+            cell = study.measure(name, perturbation, level)
             done += 1
             log(f"  {done}/{total} {name} {perturbation} {_level_name(perturbation, level)}: "
                 f"{cell['unchanged']:.2f}% unchanged, {cell['rejected']:.2f}% rejected ({cell['seconds']:.1f} s)")
-            rows.append({"model": name, "scheme": schemes[name], "perturbation": perturbation, "level": level,
-                         "unchanged": cell["unchanged"], "unchanged_std_draws": cell["unchanged_std"],
-                         "rejected": cell["rejected"], "clean_rejected": cell["clean_rejected"],
-                         "realised_l2": cell["realised_l2"], "rule": cell["rule"], "images": cell["images"],
-                         "draws": len(cell["per_draw"])})
-    results = {"settings": dict(settings, gaussian_levels=levels[GAUSSIAN], jpeg_qualities=levels[JPEG]),
-               "rows": rows, "curves": curves(rows)}
-    fileio.write_json(os.path.join(work_dir, "stability.json"), results)
-    write_csv(os.path.join(work_dir, "stability.csv"), rows)
-    if figure:
-        plot(results, os.path.join(work_dir, "stability.png"), title=f"Stability ({dataset})" if dataset else None)
-    return results
+    return study.finish(figure)
 
 
 def curves(rows):

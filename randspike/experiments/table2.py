@@ -9,9 +9,13 @@ model as the prediction model"). Every number is a JSON cell (:class:`hrs_tf.exp
   voting for a stochastic model; single for a deterministic one; a decider's own: MagNet's rejection counts as an
   error, RC's vote over noisy copies), images in batches of ``batch_size`` (the paper's batch semantics of the
   Random Spiking layer) unless ``per_image``;
-- ``stability``: :func:`randspike.experiments.stability.run` over every model, grouped by scheme (Figures 1-2).
+- ``stability``: the cells of :class:`randspike.experiments.stability.Study` over every model, grouped by scheme
+  (Figures 1-2), assembled into ``stability/stability.json`` once all are computed.
 
-The report (:mod:`.report`) puts the mean +- std over the k models beside the paper's Table 2.
+Training model k of a scheme is a cell of its own (``model/<scheme> model=<k>``); the table2 and stability cells of a
+model wait for the training cells it is made from, so :meth:`SchemeStudy.run` computes them on any executor
+(:mod:`hrs_tf.experiments.execution`: in this process, or on Ray). The report (:mod:`.report`) puts the mean +- std
+over the k models beside the paper's Table 2.
 """
 
 import dataclasses
@@ -22,8 +26,11 @@ import numpy as np
 from hrs_tf import checks
 from hrs_tf.errors import ConfigError
 from hrs_tf.experiments.cells import CellStore, plan_with
-from hrs_tf.experiments.model_store import ModelStore
+from hrs_tf.experiments.executable import CellExperiment, CellList
+from hrs_tf.experiments.execution import Cell, Needs, Recipe, execute
+from hrs_tf.experiments.model_store import MODEL, ModelStore
 from randspike import decision, schemes, training
+from randspike.experiments import stability as stability_study
 
 EXPERIMENTS = ("table2", "stability")
 CONTENT_KEYS = ("dataset", "test_images", "passes", "batch_size", "per_image", "eval_seed")
@@ -65,7 +72,57 @@ def plan_for(dataset, **overrides):
     return dataclasses.replace(plan, schemes=tuple(s.text for s in specs))
 
 
-class SchemeStudy:
+def model_name(k, spec):
+    """The name of model k of scheme ``spec`` (its training cell, its table2 cell, its stability model)."""
+    return f"{spec.label} model={k}"
+
+
+class StudyModels:
+    """The k model stores of a study seen as one (what :class:`~hrs_tf.experiments.executable.CellList` and
+    :class:`~hrs_tf.experiments.executable.CellExperiment` use): model ``<label> model=<k>`` is ``label`` of store k."""
+
+    def __init__(self, stores):
+        self.stores = stores
+
+    def _split(self, name):
+        label, _, k = name.rpartition(" model=")
+        return int(k), label
+
+    @staticmethod
+    def _key(k, key):
+        return f"{MODEL}/{key.split('/', 1)[1]} model={k}"
+
+    def requires(self, name):
+        k, label = self._split(name)
+        return tuple(self._key(k, key) for key in self.stores[k].requires(label))
+
+    def model_cells(self, names, needs=Needs()):
+        cells = []
+        for name in names:
+            k, label = self._split(name)
+            cells += [Cell(MODEL, f"{cell.name} model={k}", needs=cell.needs,
+                           after=tuple(self._key(k, key) for key in cell.after))
+                      for cell in self.stores[k].model_cells([label], needs)]
+        return cells
+
+    def made(self, name):
+        k, label = self._split(name)
+        return self.stores[k].made(label)
+
+    def get(self, name):
+        k, label = self._split(name)
+        return self.stores[k].get(label)
+
+    def reseed(self, seed):
+        for store in self.stores:
+            store.reseed(seed)
+
+    def refresh(self):
+        for store in self.stores:
+            store.refresh()
+
+
+class SchemeStudy(CellExperiment):
     """Table 2 and stability of ``plan`` on ``dataset`` in ``work_dir``."""
 
     def __init__(self, dataset, plan, work_dir, log=print):
@@ -73,9 +130,11 @@ class SchemeStudy:
             raise ConfigError(f"the plan is for {plan.dataset!r}, the data set is {dataset.name!r}")
         self.dataset, self.plan, self.work_dir, self.log = dataset, plan, work_dir, log
         self.specs = [schemes.spec_of(text) for text in plan.schemes]
-        self.cells = CellStore(work_dir, log)
         self.read_only = False
         self.stores = [self._store(k) for k in range(plan.models)]
+        self.models = StudyModels(self.stores)
+        self.cells = CellStore(work_dir, log, seed=plan.eval_seed, reseed=[self.models.reseed])
+        self._stability = None
 
     def _store(self, k):
         store = ModelStore(self.dataset, os.path.join(self.work_dir, f"model_{k}"), seed=k,
@@ -105,7 +164,9 @@ class SchemeStudy:
         return schemes.load(spec, store.file(spec.label), model, self.dataset.name)
 
     def errors(self, k, spec):
-        """The table2 cell of model k of ``spec``: test error (%) under every rule that applies."""
+        """The table2 cell of model k of ``spec`` (a spec or its text): test error (%) under every rule that applies."""
+        spec = schemes.spec_of(spec)
+
         def compute():
             model = self.classifier(k, spec)
             x = self.dataset.x_test[:self.plan.test_images]
@@ -119,7 +180,7 @@ class SchemeStudy:
                 result["rejected"][rule] = 100.0 * float(np.mean(predicted == decision.REJECTED))
             return result
 
-        name = f"{spec.label} model={k}"
+        name = model_name(k, spec)
         if self.read_only and self.cells.stored("table2", name) is None:
             raise ConfigError(f"cell table2/{name} is not computed yet; run without --report_only first")
         return self.cells.cell("table2", name, compute)
@@ -138,25 +199,69 @@ class SchemeStudy:
                              "rejected": float(np.mean([c["rejected"][rule] for c in cells]))})
         return rows
 
+    def stability_study(self):
+        """The :class:`randspike.experiments.stability.Study` of every model, grouped by scheme."""
+        if self._stability is None:
+            models, groups = {}, {}
+            for spec in self.specs:
+                for k in range(self.plan.models):
+                    name = model_name(k, spec)
+                    models[name] = (lambda k=k, spec=spec: self.classifier(k, spec))
+                    groups[name] = spec.label
+            p = self.plan
+            self._stability = stability_study.Study(
+                models, self.dataset.x_test, os.path.join(self.work_dir, "stability"), dataset=self.dataset.name,
+                schemes=groups, num_images=p.stability_images, gaussian_levels=p.gaussian_levels,
+                jpeg_qualities=p.jpeg_qualities, draws=p.stability_draws, passes=p.passes, batch_size=p.batch_size,
+                per_image=p.per_image, seed=p.eval_seed, log=self.log, reseed=[self.models.reseed])
+        return self._stability
+
+    def stability_cell(self, name, perturbation=None, level=None):
+        """Model ``name``'s clean stability cell (no ``perturbation``), else its cell at ``level``."""
+        study = self.stability_study()
+        return study.clean(name) if perturbation is None else study.measure(name, perturbation, level)
+
     def stability(self):
-        from randspike.experiments import stability
+        """The stability results of every model (missing cells computed here), written as ``stability.json``."""
+        return self.stability_study().finish()
 
-        models, groups = {}, {}
-        for spec in self.specs:
-            for k in range(self.plan.models):
-                name = f"{spec.label} model={k}"
-                models[name] = (lambda k=k, spec=spec: self.classifier(k, spec))
-                groups[name] = spec.label
-        return stability.run(models, self.dataset.x_test, os.path.join(self.work_dir, "stability"),
-                             dataset=self.dataset.name, schemes=groups, num_images=self.plan.stability_images,
-                             gaussian_levels=self.plan.gaussian_levels, jpeg_qualities=self.plan.jpeg_qualities,
-                             draws=self.plan.stability_draws, passes=self.plan.passes,
-                             batch_size=self.plan.batch_size, per_image=self.plan.per_image,
-                             seed=self.plan.eval_seed, log=self.log)
+    # -- cells ------------------------------------------------------------------------------------------
+    def recipe(self):
+        """How a worker builds this study (an absolute work folder: a worker may start elsewhere)."""
+        return Recipe(SchemeStudy, dataset=self.dataset, plan=self.plan, work_dir=os.path.abspath(self.work_dir))
 
-    def run(self):
-        """Every experiment of the plan; returns {experiment: result}."""
+    def cell_plan(self):
+        """The training cells of every model, then per scheme and model its table2 cell, then its stability cells
+        (the clean one first), each waiting for the training of the model it evaluates."""
+        self.models.refresh()
+        todo = CellList(self.models)
+        names = [model_name(k, spec) for spec in self.specs for k in range(self.plan.models)]
+        todo.add_models(names)
+        if "table2" in self.plan.experiments:
+            for spec in self.specs:
+                for k in range(self.plan.models):
+                    todo.result("table2", model_name(k, spec), "errors", k, spec.text, models=[model_name(k, spec)])
+        if "stability" in self.plan.experiments:
+            study = self.stability_study()
+            for name in names:
+                clean = stability_study.cell_name(name, "clean")
+                todo.result(stability_study.EXPERIMENT, clean, "stability_cell", name, models=[name])
+                for perturbation, level in study.work:
+                    todo.result(stability_study.EXPERIMENT, stability_study.cell_name(name, perturbation, level),
+                                "stability_cell", name, perturbation, level, models=[name],
+                                after=[f"{stability_study.EXPERIMENT}/{clean}"])
+        return todo.cells
+
+    def done(self, cell):
+        if cell.kind == stability_study.EXPERIMENT:  # the stability study's own cell folder
+            return self.stability_study().stored(cell.name)
+        return super().done(cell)
+
+    def run(self, executor=None):
+        """Every missing cell of the plan's experiments on ``executor`` (default: in this process), then the
+        results: {experiment: result}."""
         self.check()
+        execute(self, executor, self.log)
         results = {}
         if "table2" in self.plan.experiments:
             results["table2"] = self.table2()

@@ -157,3 +157,11 @@ def test_an_hrs_reproduction_on_ray_writes_the_local_result_files(ray_executor, 
     assert len(local) == 2 + 2 + 2 * 4 and ray == local  # Base white-box only; Dropout 0.3 in all four settings
     progress = [line for line in logs if line.startswith("cells:")]
     assert progress[0].split("|")[1].startswith(" model/Base took")  # the attacks waited for the training
+
+
+def test_a_tool_refuses_bad_executor_flags_before_any_work(tmp_path):
+    from tests.tool_runner import run_script
+
+    result = run_script("reproduce_hrs.py", "--dataset=mnist", f"--work_dir={tmp_path / 'work'}", "--ray_threads=2")
+    assert result.returncode != 0 and not (tmp_path / "work").exists()
+    assert "--ray_threads is a Ray setting; add --executor=ray to use it" in result.stderr

@@ -2,6 +2,7 @@
 search (hash paper sections III-IV, Algorithm 1) on the session's small trained MNIST model."""
 
 import dataclasses
+import json
 import math
 
 import keras
@@ -209,6 +210,18 @@ def test_cr_search_measures_resumes_and_chooses_the_smallest_r(model, small, tmp
                              train_images=500, log=logged.append, verbose=0)
     assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in rows]
     assert not any(line.startswith("[") for line in logged)  # nothing retrained on resume
+    # the output of an earlier version stopped after one pair (rows saved in it, no pair cells): the other pair alone
+    # is retrained, and equals the one measured after the first pair (each pair starts from its own seeds)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"kind": result["kind"], "settings": result["settings"], "finished": False,
+                               "rows": [{k: v for k, v in rows[0].items() if k not in ("R", "accuracy_drop")}]}))
+    logged.clear()
+    resumed = cr_search.search(model, small, str(old), epochs=1, factor=8, max_cr1=2, max_cr2=1, estimator_images=50,
+                               train_images=500, log=logged.append, verbose=0)
+    second = cr_search.pair_name(rows[1]["cr1"], rows[1]["cr2"])
+    assert [line for line in logged if line.startswith("[")] == [f"[pair] {second}"]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed["rows"]] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in rows]
     # alpha and T only score the rows: another T rescores them without retraining
     logged.clear()
     lenient = cr_search.search(model, small, str(out), epochs=1, factor=8, max_cr1=2, max_cr2=1, estimator_images=50,

@@ -40,13 +40,16 @@ class Needs:
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One unit of work: ``kind`` (the result folder, or "model") and ``name`` identify it (``key``); ``args`` are
-    the picklable arguments the experiment's ``compute`` reads; ``after`` the keys of the cells it waits for."""
+    the picklable arguments the experiment's ``compute`` reads; ``after`` the keys of the cells it waits for;
+    ``group`` names work that cells share and a worker keeps once done (a model loaded, an attack traced for it):
+    an executor runs cells of one group on one worker, one after the other, where that keeps every core busy."""
 
     kind: str
     name: str
     args: tuple = ()
     needs: Needs = Needs()
     after: tuple = ()
+    group: str = ""
 
     @property
     def key(self):

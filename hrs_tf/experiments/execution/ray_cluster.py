@@ -52,16 +52,48 @@ def limit_threads(threads):
     _threads.append(threads)
 
 
-def compute_cell(recipe, cell, threads):
-    """The task body: the experiment of ``recipe`` (built once per worker process) computes ``cell``; returns
-    (seconds, host:pid)."""
+def warm_up(threads):
+    """A worker's start: TensorFlow's thread pools set and the project imported, before its first cell arrives."""
     limit_threads(threads)
-    start = time.time()
-    experiment = _built.get(recipe.token)
-    if experiment is None:
-        experiment = _built[recipe.token] = recipe.build()
-    experiment.compute(cell)
-    return time.time() - start, f"{os.uname().nodename}:{os.getpid()}"
+    import hrs_tf.experiments  # noqa: F401 -- imported for its start-up time
+
+    return os.getpid()
+
+
+def compute_cells(recipe, cells, threads):
+    """The task body: the experiment of ``recipe`` (built once per worker process) computes ``cells`` in order,
+    skipping those already done (a rerun task after its worker died); returns [(key, seconds, host:pid)] of the
+    computed ones and, if one raised, {"failed": key, "error": its one-line description} last."""
+    limit_threads(threads)
+    where = f"{os.uname().nodename}:{os.getpid()}"
+    out = []
+    for cell in cells:
+        start = time.time()
+        try:
+            experiment = _built.get(recipe.token)
+            if experiment is None:
+                experiment = _built[recipe.token] = recipe.build()
+            if not experiment.done(cell):
+                experiment.compute(cell)
+        except Exception as e:  # noqa: BLE001 -- reported to the driver, which stops the run naming the cell
+            out.append({"failed": cell.key, "error": f"{type(e).__name__}: {e}".splitlines()[0]})
+            break
+        out.append((cell.key, time.time() - start, where))
+    return out
+
+
+def batches(ready, free_cpus, total_cpus):
+    """The first batch to submit from the ``ready`` cells: the first one and the ready cells of its group (same
+    needs), at most ``ceil(len(ready) / total_cpus)`` cells, so that a group's shared work is done once per worker
+    while every core still gets cells. None when the first cell does not fit in ``free_cpus``."""
+    first = ready[0]
+    if first.needs.cpus > free_cpus:
+        return None
+    size = max(1, math.ceil(len(ready) / max(1, total_cpus)))
+    batch = [first]
+    if first.group:
+        batch += [c for c in ready[1:] if c.group == first.group and c.needs == first.needs][:size - 1]
+    return batch
 
 
 class RayExecutor:
@@ -83,41 +115,68 @@ class RayExecutor:
                 ray.init(num_cpus=int(workers or os.cpu_count()), include_dashboard=False, runtime_env=env,
                          object_store_memory=OBJECT_STORE_MB * 2**20, log_to_driver=True)
             self._started = True
-        self._task = ray.remote(compute_cell)
+        self._task = ray.remote(compute_cells)
         resources = ray.cluster_resources()
-        log(f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs in "
+        self.cpus = resources.get("CPU", 0)
+        log(f"ray: {self.cpus:g} CPUs, {resources.get('GPU', 0):g} GPUs in "
             f"{len(ray.nodes())} node(s)" + (f" at {address}" if address else " (a local instance)"))
+        # Workers start (TensorFlow's import takes seconds) while the driver plans its first cells.
+        warm = ray.remote(warm_up).options(num_cpus=1)
+        self._warming = [warm.remote(self.threads or 1) for _ in range(int(self.cpus))]
 
-    def _submit(self, recipe_ref, cell):
-        needs = cell.needs
+    def wait_until_warm(self):
+        """Blocks until every worker started at construction has imported the project; returns their pids."""
+        return self.ray.get(self._warming)
+
+    def _submit(self, recipe_ref, batch):
+        needs = batch[0].needs
+        name = batch[0].key + (f" (+{len(batch) - 1} of its group)" if len(batch) > 1 else "")
         options = {"num_cpus": needs.cpus, "num_gpus": needs.gpus, "max_retries": self.retries,
-                   "retry_exceptions": False, "name": cell.key[:200]}
+                   "retry_exceptions": False, "name": name[:200]}
         if needs.memory_mb:
             options["memory"] = int(needs.memory_mb * 2**20)
-        return self._task.options(**options).remote(recipe_ref, cell, self.threads or max(1, math.ceil(needs.cpus)))
+        return self._task.options(**options).remote(recipe_ref, batch, self.threads or max(1, math.ceil(needs.cpus)))
 
     def run(self, experiment, cells, finished, progress):
+        """Submits ready cells while the cluster has free CPUs (so "running" means running), a group's ready cells
+        in one task (:func:`batches`); prints a progress line per computed cell as its task returns."""
         ray = self.ray
         recipe_ref = ray.put(experiment.recipe())
         done, waiting, running = set(finished), list(cells), {}
         while waiting or running:
-            for cell in [c for c in waiting if all(k in done for k in c.after)]:
-                running[self._submit(recipe_ref, cell)] = cell
-                progress.started(cell)
-                waiting.remove(cell)
+            free = self.cpus - sum(b[0].needs.cpus for b in running.values())
+            while True:
+                ready = [c for c in waiting if all(k in done for k in c.after)]
+                batch = batches(ready, free if running else float("inf"), self.cpus) if ready else None
+                if batch is None:
+                    break
+                running[self._submit(recipe_ref, batch)] = batch
+                free -= batch[0].needs.cpus
+                for cell in batch:
+                    progress.started(cell)
+                    waiting.remove(cell)
             if not running:
                 raise ConfigError(f"cells wait for cells that never finish: {', '.join(c.key for c in waiting[:3])}")
-            ready, _ = ray.wait(list(running), num_returns=1)
-            for ref in ready:
-                cell = running.pop(ref)
+            returned, _ = ray.wait(list(running), num_returns=1)
+            for ref in returned:
+                batch = running.pop(ref)
                 try:
-                    seconds, where = ray.get(ref)
-                except Exception as e:  # noqa: BLE001 -- a failed cell stops the run, with its own message
-                    for other in running:
-                        ray.cancel(other)
-                    raise CellError(f"cell {cell.key!r} failed on a Ray worker: {_last_line(e)}") from None
-                done.add(cell.key)
-                progress.finished(cell, seconds, where)
+                    results = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 -- a task that cannot run (its retries spent) stops the run
+                    self._cancel(running)
+                    raise CellError(f"cell {batch[0].key!r} failed on a Ray worker: {_last_line(e)}") from None
+                by_key = {c.key: c for c in batch}
+                for result in results:
+                    if isinstance(result, dict):
+                        self._cancel(running)
+                        raise CellError(f"cell {result['failed']!r} failed on a Ray worker: {result['error']}")
+                    key, seconds, where = result
+                    done.add(key)
+                    progress.finished(by_key[key], seconds, where)
+
+    def _cancel(self, running):
+        for ref in running:
+            self.ray.cancel(ref)
 
     def close(self):
         if self._started:

@@ -154,7 +154,7 @@ class Reproduction(CellExperiment):
             if todo.ready(name):
                 setting = setting if self.is_stochastic(name) else "whitebox"
                 todo.result("attacks", cell_name(name, attack_name, setting, **kwargs), "attack", name, attack_name,
-                            setting, models=[name], **kwargs)
+                            setting, models=[name], group=f"{name}|{attack_name}|{setting}", **kwargs)
 
         if "accuracy" in experiments:
             for name in self.defenses:
