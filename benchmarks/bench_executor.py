@@ -8,7 +8,7 @@ In one run:
 2. a plan of independent attack cells of :class:`hrs_tf.experiments.hrs_paper.Reproduction` on the first
    ``--num_images`` test images (each toward its 9 wrong classes): PGD and CW-PGD (the HRS paper's, 100 Adam steps)
    at each ``--eps`` against Base (white-box) and against defensive dropout 0.3 on it in the four settings
-   (white-box, EOT(2), fixed, derandomized) -- 20 cells with the default two budgets;
+   (white-box, EOT(2), fixed, derandomized) -- 40 short cells with the default four budgets and one image;
 3. timed: the local executor (this process, TensorFlow's default threads), then a local Ray instance with
    ``--workers`` workers of ``--threads`` TensorFlow thread(s) each, each into a fresh work folder; the start of Ray
    and of its workers (``ray.init``, then each worker importing TensorFlow and the project) is timed apart: the
@@ -53,8 +53,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", default="../shared/data")
     parser.add_argument("--model", default="runs/base_mnist.h5")
-    parser.add_argument("--num_images", type=int, default=10)
-    parser.add_argument("--eps", default="0.1,0.3")
+    parser.add_argument("--num_images", type=int, default=1)
+    parser.add_argument("--eps", default="0.05,0.1,0.2,0.3")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--noop_cells", type=int, default=40)

@@ -31,3 +31,18 @@ def tiny_mnist_dir(tmp_path_factory, real_mnist):
     np.savez(folder / "mnist.npz", x_train=to_uint8(real_mnist.x_train[:1000]), y_train=real_mnist.y_train[:1000].astype(np.uint8),
              x_test=to_uint8(real_mnist.x_test[:300]), y_test=real_mnist.y_test[:300].astype(np.uint8))
     return folder
+
+
+@pytest.fixture(scope="session")
+def ray_executor():
+    """A local Ray instance with 2 workers for the Ray tests (skipped without Ray), shared by every test file a pytest
+    process runs. Workers get as many TensorFlow threads as this process (two here): sums split alike, so a cell's
+    result equals the local executor's to the bit."""
+    import os
+
+    pytest.importorskip("ray")
+    from hrs_tf.experiments.execution.ray_cluster import RayExecutor
+
+    executor = RayExecutor(workers=2, threads=os.cpu_count(), log=lambda line: None)
+    yield executor
+    executor.close()

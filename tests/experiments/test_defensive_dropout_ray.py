@@ -4,21 +4,9 @@ round at a time, give the result files of a local run."""
 import json
 import os
 
-import pytest
 
 from hrs_tf import data
 from hrs_tf.experiments.defensive_dropout import search as dd
-
-
-@pytest.fixture(scope="module")
-def ray_executor():
-    pytest.importorskip("ray")
-    from hrs_tf.experiments.execution.ray_cluster import RayExecutor
-
-    # Two workers with as many TensorFlow threads as this process: sums split alike, results equal to the bit.
-    executor = RayExecutor(workers=2, threads=os.cpu_count(), log=lambda line: None)
-    yield executor
-    executor.close()
 
 
 def without_seconds(value):

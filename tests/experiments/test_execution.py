@@ -97,18 +97,6 @@ def test_executor_flags_are_checked():
         execution.make_executor("local", ray_threads=2)
 
 
-# -- Ray ------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_executor():
-    pytest.importorskip("ray")
-    from hrs_tf.experiments.execution.ray_cluster import RayExecutor
-
-    # Two workers with as many TensorFlow threads as this process (two here): sums split alike, results equal to the bit
-    executor = RayExecutor(workers=2, threads=os.cpu_count(), log=lambda line: None)
-    yield executor
-    executor.close()
-
-
 def test_ray_gives_the_local_results_and_runs_cells_in_parallel(ray_executor, tmp_path):
     execute(ToyExperiment(str(tmp_path / "local"), count=4), log=lambda line: None)
     logs = []

@@ -1,7 +1,6 @@
 """The hash paper's reproduction and compression-rate search on Ray: the same result files as a local run."""
 
 import dataclasses
-import importlib
 import json
 import os
 
@@ -30,21 +29,6 @@ def without_seconds(value):
     if isinstance(value, list):
         return [without_seconds(v) for v in value]
     return value
-
-
-@pytest.fixture(scope="module")
-def ray_executor():
-    pytest.importorskip("ray")
-    from hrs_tf.experiments.execution.ray_cluster import RayExecutor
-
-    # as many TensorFlow threads per worker as this process: sums split alike, results equal to the bit
-    executor = RayExecutor(workers=2, threads=os.cpu_count(), log=lambda line: None)
-    # both workers start (and import TensorFlow) while the local run computes: the Ray run does not wait for them
-    warm = executor.ray.remote(importlib.import_module)
-    for _ in range(2):
-        warm.options(num_cpus=1).remote("hashdef.experiments.reproduction")
-    yield executor
-    executor.close()
 
 
 @pytest.fixture(scope="module")

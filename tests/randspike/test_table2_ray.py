@@ -2,12 +2,9 @@
 of their models, and a run finished on Ray writes the result files of a local run."""
 
 import dataclasses
-import importlib
 import json
 import os
 import shutil
-
-import pytest
 
 from randspike.experiments import table2  # (registers the schemes)
 
@@ -23,21 +20,6 @@ def result_files(work):
                 cell = json.loads(open(path).read())
                 out[os.path.relpath(path, work)] = {k: v for k, v in cell.items() if not k.endswith("seconds")}
     return out
-
-
-@pytest.fixture(scope="module")
-def ray_executor():
-    pytest.importorskip("ray")
-    from hrs_tf.experiments.execution.ray_cluster import RayExecutor
-
-    # as many TensorFlow threads per worker as this process: sums split alike, results equal to the bit
-    executor = RayExecutor(workers=2, threads=os.cpu_count(), log=lambda line: None)
-    # both workers start (and import TensorFlow) while the local run computes: the Ray run does not wait for them
-    warm = executor.ray.remote(importlib.import_module)
-    for _ in range(2):
-        warm.options(num_cpus=1).remote("randspike.experiments.table2")
-    yield executor
-    executor.close()
 
 
 def test_a_study_finished_on_ray_writes_the_local_result_files(ray_executor, real_mnist, tmp_path):

@@ -64,17 +64,6 @@ def on_workers(experiment, trace_dir=None):
     return experiment
 
 
-@pytest.fixture(scope="module")
-def ray_executor():
-    pytest.importorskip("ray")
-    from hrs_tf.experiments.execution.ray_cluster import RayExecutor
-
-    # Two workers with as many TensorFlow threads as this process: sums split alike, results equal to the bit
-    executor = RayExecutor(workers=2, threads=os.cpu_count(), log=lambda line: None)
-    yield executor
-    executor.close()
-
-
 @pytest.fixture
 def small_mnist(real_mnist, defenses):
     registry.register(DroppedDefense)
