@@ -7,9 +7,10 @@ hashdef, ...) register theirs when :func:`hrs_tf.plugins.load` imports them (the
 loader and every tool call it).
 """
 
-import os
+from hrs_tf import quiet
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet.tensorflow_log_level()  # before TensorFlow is imported (see hrs_tf.quiet)
+quiet.import_tensorflow()
 
 __version__ = "0.1.0"
 

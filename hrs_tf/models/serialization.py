@@ -9,6 +9,7 @@
 - :func:`save_legacy_weights` writes that layout (used for per-channel HRS files and for tests).
 """
 
+import logging
 import os
 
 import h5py
@@ -16,6 +17,7 @@ import numpy as np
 
 from hrs_tf.errors import ModelError
 from hrs_tf.fileio import atomic_path
+from hrs_tf.quiet import LegacyH5Notice
 
 
 def save_model(model, path):
@@ -25,7 +27,12 @@ def save_model(model, path):
         raise ModelError(f"model path {path!r} must end in .h5 or .keras")
     with atomic_path(path) as tmp:
         if path.endswith(".h5"):
-            model.save(tmp, include_optimizer=False)
+            notice = LegacyH5Notice()  # the user asked for .h5: Keras's "legacy format" warning says nothing
+            logging.getLogger("absl").addFilter(notice)
+            try:
+                model.save(tmp, include_optimizer=False)
+            finally:
+                logging.getLogger("absl").removeFilter(notice)
         else:
             model.save(tmp)
 

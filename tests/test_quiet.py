@@ -1,0 +1,53 @@
+"""What a tool prints besides its own output (issue 20 "Noise"): TensorFlow's start-up notices and cuInit error on
+a machine without a GPU, Keras's legacy-HDF5 warning on a save the user asked for as .h5."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import keras
+
+from hrs_tf import models, quiet
+from hrs_tf.models import serialization
+
+START = "import hrs_tf, tensorflow as tf; tf.constant(1.0) + 1; print('ok')"
+
+
+def test_the_log_level_hides_cuinit_only_without_a_gpu_and_keeps_the_users(monkeypatch):
+    monkeypatch.setattr(quiet, "has_nvidia_device", lambda: False)
+    assert quiet.tensorflow_log_level({}) == "3"
+    monkeypatch.setattr(quiet, "has_nvidia_device", lambda: True)
+    assert quiet.tensorflow_log_level({}) == "2"  # errors of a real GPU set-up stay visible
+    assert quiet.tensorflow_log_level({"TF_CPP_MIN_LOG_LEVEL": "0"}) == "0"
+
+
+def test_start_up_notices_are_dropped_and_nothing_else():
+    assert quiet.is_start_up_notice("I0000 00:00:1 7 port.cc:153] oneDNN custom operations are on. You may see ...")
+    assert quiet.is_start_up_notice("WARNING: All log messages before absl::InitializeLog() is called are written ...")
+    assert not quiet.is_start_up_notice("E0000 00:00:1 7 bfc_allocator.cc:1] Allocator ran out of memory")
+    assert not quiet.is_start_up_notice("Traceback (most recent call last):")
+
+
+def test_importing_the_project_prints_nothing_unless_asked():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet_run = subprocess.run([sys.executable, "-c", START], capture_output=True, text=True, env=env, timeout=120)
+    assert quiet_run.returncode == 0 and quiet_run.stdout == "ok\n"
+    if not quiet.has_nvidia_device():
+        assert quiet_run.stderr == ""
+    loud = subprocess.run([sys.executable, "-c", START], capture_output=True, text=True, timeout=120,
+                          env=dict(env, TF_CPP_MIN_LOG_LEVEL="0"))
+    assert "oneDNN custom operations are on" in loud.stderr  # the filter is what hid it
+
+
+def test_an_h5_save_has_no_legacy_warning(tmp_path, caplog):
+    model = models.build_base_model("mnist")
+    with caplog.at_level(logging.WARNING):
+        model.save(tmp_path / "raw.h5")
+    assert "considered legacy" in caplog.text  # what Keras says on its own
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        serialization.save_model(model, tmp_path / "ours.h5")
+        logging.getLogger("absl").warning("another warning")
+    assert "considered legacy" not in caplog.text and "another warning" in caplog.text
+    assert keras.models.load_model(tmp_path / "ours.h5", compile=False).count_params() == model.count_params()
