@@ -1,4 +1,9 @@
-"""Small PNG plots for the reports under ``docs/`` (matplotlib with the file-only Agg backend, written atomically)."""
+"""Small PNG plots for the reports under ``docs/`` (matplotlib with the file-only Agg backend, written atomically).
+
+Every series of a line or scatter plot has a marker and a line style of its own besides its colour
+(:func:`series_styles`: overlapping series stay distinguishable, also in grey print), fonts are readable at the
+width the markdown shows a figure, and the legend sits beside the data (right of the panels), not below them.
+"""
 
 import os
 
@@ -6,6 +11,23 @@ import numpy as np
 
 from hrs_tf.evaluation import des
 from hrs_tf.fileio import atomic_path
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINE_STYLES = ("-", "--", "-.", ":")
+FONT = {"title": 11, "label": 10, "ticks": 9, "legend": 9}
+
+
+def series_styles(labels):
+    """{label: matplotlib keyword styles} for ``labels`` in order: colour, marker and line style, every label a
+    (marker, line style) pair of its own (32 before one repeats); every second marker hollow, so that a series hidden
+    under another still shows its points."""
+    styles = {}
+    for i, label in enumerate(dict.fromkeys(labels)):
+        styles[label] = {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)],
+                         "linestyle": LINE_STYLES[(i // len(MARKERS) + i) % len(LINE_STYLES)],
+                         "markerfacecolor": "none" if i % 2 else None, "markersize": 6}
+    return styles
 
 
 def pyplot():
@@ -28,48 +50,40 @@ def save_png(fig, path):
 
 
 def plot_lines(path, series, xlabel, ylabel, title, ylim=None):
-    """Writes a line plot of ``series`` = {label: (xs, ys)} to ``path`` (PNG, atomically)."""
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
-    for label, (xs, ys) in series.items():
-        ax.plot(xs, ys, marker="." if len(xs) < 60 else None, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if ylim:
-        ax.set_ylim(*ylim)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_png(fig, path)
+    """Writes a line plot of ``series`` = {label: (xs, ys)} to ``path`` (PNG, atomically), legend beside it."""
+    plot_panels(path, {title: series}, xlabel, ylabel, ylim=ylim)
 
 
 def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None):
-    """Side-by-side line plots: ``panels`` = {panel title: {label: (xs, ys)}}, one shared legend (PNG)."""
+    """Side-by-side line plots: ``panels`` = {panel title: {label: (xs, ys)}}, each label styled alike in every panel
+    (:func:`series_styles`), one legend right of the panels (PNG)."""
     plt = pyplot()
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3), dpi=100, squeeze=False, sharey=True)
+    styles = series_styles(label for series in panels.values() for label in series)
+    width = 4.2 * len(panels) + (2.2 if styles else 0)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.8), dpi=100, squeeze=False, sharey=True,
+                             layout="constrained")
     handles = {}
     for ax, (panel, series) in zip(axes[0], panels.items()):
         for label, (xs, ys) in series.items():
-            (line,) = ax.plot(xs, ys, marker=".", label=label)
+            style = dict(styles[label])
+            if len(xs) >= 60:  # a dense curve: the line alone
+                style.pop("marker"), style.pop("markerfacecolor")
+            (line,) = ax.plot(xs, ys, label=label, lw=1.4, **style)
             handles.setdefault(label, line)
-        ax.set_title(panel, fontsize=9)
-        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_title(panel, fontsize=FONT["title"])
+        ax.set_xlabel(xlabel, fontsize=FONT["label"])
         ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=FONT["ticks"])
         if xticks is not None:
-            ax.set_xticks(xticks[0], xticks[1], fontsize=7)
+            ax.set_xticks(xticks[0], xticks[1], fontsize=FONT["ticks"])
         if ylim:
             ax.set_ylim(*ylim)
-    axes[0][0].set_ylabel(ylabel, fontsize=8)
+    axes[0][0].set_ylabel(ylabel, fontsize=FONT["label"])
     if handles:  # (a figure of empty panels has no legend)
-        fig.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(len(handles), 5),
-                   bbox_to_anchor=(0.5, 0.0))
+        fig.legend(list(handles.values()), list(handles), fontsize=FONT["legend"], loc="outside right center")
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.12 if len(handles) <= 5 else 0.2, 1, 1))
+        fig.suptitle(title, fontsize=FONT["title"])
     save_png(fig, path)
 
 
@@ -107,24 +121,30 @@ def plot_gradient_histograms(path, samples_by_defense, dimensions=3, seed=0, bin
 
 
 def plot_des(path, points_by_defense, title):
-    """Figure 2: defense-rate gain against accuracy drop per defense, with each defense's linear fit."""
+    """Figure 2: defense-rate gain against accuracy drop per defense (a marker each), with each defense's linear
+    fit in its colour and line style; legend beside the data."""
     plt = pyplot()
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=100)
+    styles = series_styles(points_by_defense)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=100, layout="constrained")
     for name, points in points_by_defense.items():
         xs = [p["accuracy_drop"] for p in points]
         ys = [p["defense_gain"] for p in points]
-        line = ax.scatter(xs, ys, label=name, s=18)
+        style = styles[name]
+        ax.plot(xs, ys, linestyle="none", marker=style["marker"], color=style["color"],
+                markerfacecolor=style["markerfacecolor"], label=name)
         if len(set(xs)) >= 2:
             fit = des.linear_fit(xs, ys)
             grid = np.linspace(min(xs), max(xs), 20)
-            ax.plot(grid, fit["slope"] * grid + fit["intercept"], color=line.get_facecolor()[0], lw=1)
-    ax.set_xlabel("test accuracy drop")
-    ax.set_ylabel("defense rate gain")
-    ax.set_title(title, fontsize=9)
+            ax.plot(grid, fit["slope"] * grid + fit["intercept"], color=style["color"], linestyle=style["linestyle"],
+                    lw=1.2)
+    ax.set_xlabel("test accuracy drop", fontsize=FONT["label"])
+    ax.set_ylabel("defense rate gain", fontsize=FONT["label"])
+    ax.set_title(title, fontsize=FONT["title"])
+    ax.tick_params(labelsize=FONT["ticks"])
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    if points_by_defense:
+        fig.legend(fontsize=FONT["legend"], loc="outside right center")
     save_png(fig, path)
 
 

@@ -31,3 +31,31 @@ def test_training_report_tables_and_plots(tmp_path):
         with open(tmp_path / png, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "base 1.00x" in text and not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+
+
+def test_every_series_has_a_marker_and_line_style_of_its_own(tmp_path):
+    from hrs_tf.reporting import plots
+
+    labels = [f"defense {i}" for i in range(32)]
+    styles = plots.series_styles(labels + labels[:3])  # a label seen again keeps its style
+    assert list(styles) == labels
+    assert len({(s["marker"], s["linestyle"]) for s in styles.values()}) == 32  # not colour alone
+    assert len({s["marker"] for s in list(styles.values())[:8]}) == 8
+    assert [s["markerfacecolor"] for s in list(styles.values())[:2]] == [None, "none"]
+    # The same label is drawn alike in every panel, and the figure gets a legend beside the panels.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    drawn = []
+    original = plots.save_png
+    plots.save_png = lambda fig, path: drawn.append(fig) or original(fig, path)
+    try:
+        plots.plot_panels(tmp_path / "p.png", {"a": {"x": ([0, 1], [0, 1]), "y": ([0, 1], [1, 0])},
+                                               "b": {"y": ([0, 1], [1, 1])}}, "eps", "ASR")
+    finally:
+        plots.save_png = original
+    fig = drawn[0]
+    y_lines = [line for ax in fig.axes for line in ax.get_lines() if line.get_label() == "y"]
+    assert len(y_lines) == 2 and len({(line.get_marker(), line.get_linestyle()) for line in y_lines}) == 1
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["x", "y"] and (tmp_path / "p.png").stat().st_size > 0
