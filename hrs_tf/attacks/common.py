@@ -10,6 +10,10 @@ our iterates match its ones on deterministic models (tested in ``tests/attacks/t
 e.g. the multi-surrogate C&W of the Random Spiking paper); :func:`models_of` gives the list.
 """
 
+import contextlib
+import contextvars
+import time
+
 import numpy as np
 import tensorflow as tf
 
@@ -191,6 +195,27 @@ def adam_update(m, v, g, t, learning_rate):
     return rate * m / (tf.sqrt(v) + ADAM_EPSILON), m, v
 
 
+_STEP_PROGRESS = contextvars.ContextVar("hrs_tf_attack_step_progress", default=None)
+
+
+@contextlib.contextmanager
+def step_progress(report):
+    """Within the block, an attack with long inner steps (the C&W search on c: C&W-L2, EAD, ZOO) reports each step
+    to ``report(line)`` (the harness prefixes the batch), so a long batch is not silent."""
+    token = _STEP_PROGRESS.set(report)
+    try:
+        yield
+    finally:
+        _STEP_PROGRESS.reset(token)
+
+
+def report_step(line):
+    """Sends ``line`` to the :func:`step_progress` reporter of the current block, if any."""
+    report = _STEP_PROGRESS.get()
+    if report is not None:
+        report(line)
+
+
 class ConstantSearch:
     """Carlini & Wagner's per-example search on the constant c (2017, section V; C&W-L2, EAD, ZOO): iterate for
     the constants of each step, then :meth:`update` with which examples succeeded. x10 until a first success
@@ -218,6 +243,7 @@ class ConstantSearch:
         self.lower = np.zeros(n)
         self.upper = np.full(n, self.NO_UPPER_BOUND)
         self.const = np.full(n, float(initial_const))
+        self.done, self.started = 0, time.time()
 
     def __iter__(self):
         for step in range(self.steps):
@@ -231,3 +257,8 @@ class ConstantSearch:
         self.lower = np.where(found, self.lower, np.maximum(self.lower, self.const))
         bounded = self.upper < self.NO_UPPER_BOUND
         self.const = np.where(bounded, (self.lower + self.upper) / 2.0, self.const * 10.0)
+        self.done += 1
+        elapsed = time.time() - self.started
+        left = self.steps - self.done
+        report_step(f"search step {self.done}/{self.steps}: {int(bounded.sum())}/{len(found)} found so far, "
+                    f"{elapsed:.0f} s" + (f", about {elapsed / self.done * left:.0f} s left in this batch" if left else ""))

@@ -66,8 +66,9 @@ def run_attack(model, attack, x, y, targeted, setting="whitebox", eot_samples=10
     realisation ``fixed`` (see :mod:`hrs_tf.attacks.settings`). Attacks with a ``seed`` get ``seed + batch
     index``; attacks that take ``seed_images`` (attacker-side data, e.g. a substitute's seed set) get
     ``seed_images``; attacks that count queries fill ``stats`` (a dict, when given) with per-example arrays
-    (``queries``: images sent through the model) over all batches. ``progress`` prints one line per batch
-    (``True``: to stdout; or a callable taking the line).
+    (``queries``: images sent through the model) over all batches. ``progress`` prints one line per batch and
+    one per inner step of attacks that report them (:func:`hrs_tf.attacks.common.step_progress`; ``True``: to
+    stdout; or a callable taking the line).
     """
     name, fn = attack_function(attack)
     check_attack_kwargs(name, fn, attack_kwargs)
@@ -93,7 +94,8 @@ def run_attack(model, attack, x, y, targeted, setting="whitebox", eot_samples=10
         if takes_stats:
             kwargs["stats"] = {}
             counted.append(kwargs["stats"])
-        with stochastic.randomness(model, mode):
+        where = f"[{name} {setting}] batch {b + 1}/{num_batches}"
+        with stochastic.randomness(model, mode), common.step_progress(lambda line: report(f"{where} {line}")):
             out[i:i + batch_size] = wrapped(model, x[i:i + batch_size], y[i:i + batch_size], targeted=targeted, **kwargs)
         report(f"[{name} {setting}] batch {b + 1}/{num_batches}: {min(i + batch_size, len(x))}/{len(x)} examples, "
                f"{time.time() - start:.1f} s")

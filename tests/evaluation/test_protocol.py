@@ -155,3 +155,23 @@ def test_a_model_must_fit_the_data_set_in_shape_and_classes(tmp_path, real_mnist
     small = keras.Model(small_inputs, keras.layers.Dense(10)(keras.layers.Flatten()(small_inputs)), name="small")
     with pytest.raises(ModelError, match=r"model 'small' takes inputs of shape \(8, 8, 1\)"):
         evaluation.check_model_fits(small, real_mnist)
+
+
+def test_a_cw_batch_reports_each_search_step(real_mnist):
+    """A long C&W batch is not silent: one line per binary-search step (count found, time, time left), prefixed with
+    its batch, before the batch's own line."""
+    from hrs_tf.evaluation import protocol
+    from tests.randspike.helpers import linear_mnist_model
+
+    model = linear_mnist_model(real_mnist, epochs=1, images=500)
+    x, y = real_mnist.x_test[:4], (real_mnist.y_test[:4] + 1) % 10
+    lines = []
+    protocol.run_attack(model, "cw_l2", x, y, targeted=True, progress=lines.append, binary_search_steps=3,
+                        max_iterations=20, batch_size=2)
+    steps = [line for line in lines if "search step" in line]
+    assert len(steps) == 6 and len(lines) == 8  # 3 steps x 2 batches, then each batch's line
+    assert steps[0].startswith("[cw_l2 whitebox] batch 1/2 search step 1/3: ")
+    assert "/2 found so far" in steps[0] and "s left in this batch" in steps[0] and "left" not in steps[2]
+    assert lines[3].startswith("[cw_l2 whitebox] batch 1/2: 2/4 examples")
+    found = [int(line.split(": ")[1].split("/")[0]) for line in steps[:3]]
+    assert found == sorted(found)  # an example once found stays found
