@@ -279,10 +279,8 @@ class TranslucentStudy:
         return Recipe(TranslucentStudy, dataset=self.dataset, plan=self.plan, work_dir=os.path.abspath(self.work_dir))
 
     def cell_plan(self):
-        """Every cell of the plan in the order a local run computes them: the fleets' members (``fleet``), then
-        ``generate`` cells after their source models, then ``judge`` cells after their generate cell and their
-        target models; ``args`` = (kind, then the scheme labels, group, confidence, chunk of :meth:`generated` /
-        :meth:`judged`)."""
+        """Every cell in local order: fleet members, ``generate`` cells after their source models, ``judge`` cells
+        after their examples and target models (``args``: kind, labels, group, K, chunk of :meth:`judged`)."""
         todo = []
         for spec in self.specs:
             todo += self.fleets[spec.label].member_cells()

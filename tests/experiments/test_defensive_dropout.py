@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from hrs_tf.experiments.defensive_dropout import report as dd_report
+from hrs_tf.experiments.defensive_dropout import row_cells
 from hrs_tf.experiments.defensive_dropout import search as dd
 from hrs_tf.models import serialization
 from hrs_tf.errors import ConfigError, ModelError
@@ -153,7 +154,7 @@ def test_rows_are_cells_and_earlier_result_files_are_accepted(tmp_path):
     # Algorithm 1 lists one step per round: each round computes the one next rate.
     assert [line.split(" done")[0] for line in lines if line.startswith("cells:")] == ["cells: 1/1", "cells: 2/2"]
     with pytest.raises(ConfigError, match="evaluator objects run on the local executor only"):
-        dd.DropoutRows([fake], str(search), {}, epsilon=0.01, step=0.05).recipe()
+        row_cells.DropoutRows([fake], str(search), {}, epsilon=0.01, step=0.05).recipe()
 
 
 @pytest.fixture(scope="module")
