@@ -153,3 +153,15 @@ def test_a_tool_refuses_bad_executor_flags_before_any_work(tmp_path):
     result = run_script("reproduce_hrs.py", "--dataset=mnist", f"--work_dir={tmp_path / 'work'}", "--ray_threads=2")
     assert result.returncode != 0 and not (tmp_path / "work").exists()
     assert "--ray_threads is a Ray setting; add --executor=ray to use it" in result.stderr
+
+
+def test_a_groups_ready_cells_share_a_task_and_batches_shrink_as_the_plan_ends():
+    from hrs_tf.experiments.execution.ray_cluster import BALANCE, batches
+
+    group = lambda g, n: [Cell("a", f"{g}{i}", group=g) for i in range(n)]  # noqa: E731
+    ready = group("x", 8) + group("y", 8) + [Cell("a", "solo")]
+    first = batches(ready, free_cpus=2, total_cpus=2)
+    assert [c.name for c in first] == [f"x{i}" for i in range(3)]  # ceil(17 / (3 x 2)) = 3 cells of x's group
+    assert BALANCE == 3 and [c.name for c in batches(group("x", 4), 2, 2)] == ["x0"]  # the last ones spread out
+    assert [c.name for c in batches([Cell("a", "solo")] + group("x", 8), 2, 2)] == ["solo"]  # no group: alone
+    assert batches([Cell("a", "big", needs=Needs(cpus=2))], free_cpus=1, total_cpus=2) is None  # waits for 2 CPUs

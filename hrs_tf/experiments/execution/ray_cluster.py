@@ -21,6 +21,7 @@ from hrs_tf.errors import ConfigError, HrsError
 
 RETRIES = 3  # reruns of a cell whose worker died
 OBJECT_STORE_MB = 256  # a local instance's object store: the recipes only (data sets are small next to it)
+BALANCE = 3  # a batch holds at most 1 / (BALANCE x CPUs) of the ready cells: batches shrink as the plan ends
 _built = {}  # in a worker: recipe token -> experiment
 _threads = []  # in a worker: the TensorFlow thread count it was started with
 
@@ -84,12 +85,13 @@ def compute_cells(recipe, cells, threads):
 
 def batches(ready, free_cpus, total_cpus):
     """The first batch to submit from the ``ready`` cells: the first one and the ready cells of its group (same
-    needs), at most ``ceil(len(ready) / total_cpus)`` cells, so that a group's shared work is done once per worker
-    while every core still gets cells. None when the first cell does not fit in ``free_cpus``."""
+    needs), at most ``ceil(len(ready) / (BALANCE x total_cpus))`` cells, so that a group's shared work is done once
+    per worker while every core gets cells and, as the plan ends, batches shrink and the last ones spread over the
+    cores. None when the first cell does not fit in ``free_cpus``."""
     first = ready[0]
     if first.needs.cpus > free_cpus:
         return None
-    size = max(1, math.ceil(len(ready) / max(1, total_cpus)))
+    size = max(1, math.ceil(len(ready) / (BALANCE * max(1, total_cpus))))
     batch = [first]
     if first.group:
         batch += [c for c in ready[1:] if c.group == first.group and c.needs == first.needs][:size - 1]
