@@ -1,15 +1,18 @@
 """The Ray executor: cells as Ray tasks, on a local Ray instance or an existing cluster.
 
-The driver (the tool's process) submits every cell whose dependencies are done as a task that reserves the cell's
-:class:`~hrs_tf.experiments.execution.cell.Needs` (CPUs, GPUs, memory), and prints a progress line as each one
-finishes. A task rebuilds the experiment from its :class:`~hrs_tf.experiments.execution.cell.Recipe` once per worker
-process (data and models are then cached there across cells) and computes the cell, which writes its result into
-the work folder atomically: the work folder must be one every worker sees (this machine, or a shared file system on
-a cluster). TensorFlow in a worker uses as many threads as the cell reserves CPUs (or ``threads``), so workers do
-not fight over cores. Floating-point sums depend on how TensorFlow splits them over threads: a result equals the
-local run's to the last bit when the workers use the local process's thread count (``threads``); with fewer, a
-trained weight may differ in its last bits, which an attack's sign steps can amplify into other examples. A worker that dies mid-cell (killed, out of memory) leaves no file behind and Ray runs the cell again (up to
-``retries`` times); a cell that raises stops the run with one line naming it, after cancelling the running ones.
+The driver (the tool's process) submits the cells whose dependencies are done while the cluster has free CPUs (so
+"running" in its progress lines means running), each task reserving its cells' needs (:class:`~.cell.Needs`: CPUs,
+GPUs, memory), and prints a progress line per cell as tasks return. Ready cells of one ``group`` go in one task
+(:func:`batches`): the work they share (a model loaded, an attack traced) is done once on that worker. A task
+rebuilds the experiment from its :class:`~.cell.Recipe` once per worker process (data and models stay cached there
+across cells) and computes its cells, each writing its result into the work folder atomically: the work folder must
+be one every worker sees (this machine, or a shared file system on a cluster). TensorFlow in a worker uses as many
+threads as the cell reserves CPUs (or ``threads``), so workers do not fight over cores. Floating-point sums depend
+on how TensorFlow splits them over threads: a result equals the local run's to the last bit when the workers use the
+local process's thread count; with fewer, a trained weight may differ in its last bits, which an attack's sign steps
+can amplify. A worker that dies mid-cell (killed, out of memory) leaves no file behind and Ray reruns its task (up to
+``retries`` times; cells already done are skipped); a cell that raises stops the run with one line naming it, after
+cancelling the others.
 """
 
 import math
@@ -20,7 +23,7 @@ import time
 from hrs_tf.errors import ConfigError, HrsError
 
 RETRIES = 3  # reruns of a cell whose worker died
-OBJECT_STORE_MB = 256  # a local instance's object store: the recipes only (data sets are small next to it)
+OBJECT_STORE_MB = 1024  # a local instance's object store: the recipes (a data set travels in one; Ray spills beyond)
 BALANCE = 3  # a batch holds at most 1 / (BALANCE x CPUs) of the ready cells: batches shrink as the plan ends
 _built = {}  # in a worker: recipe token -> experiment
 _threads = []  # in a worker: the TensorFlow thread count it was started with
