@@ -1,32 +1,9 @@
 """Defensive dropout on Ray (skipped without Ray): the grid's rows measured as Ray tasks, and Algorithm 1's steps one
 round at a time, give the result files of a local run."""
 
-import json
-import os
-
-
 from hrs_tf import data
 from hrs_tf.experiments.defensive_dropout import search as dd
-
-
-def without_seconds(value):
-    """``value`` (parsed JSON) without its timing fields (``*seconds``, ``seconds_this_run``)."""
-    if isinstance(value, dict):
-        return {k: without_seconds(v) for k, v in value.items() if not k.endswith("seconds") and "seconds_" not in k}
-    if isinstance(value, list):
-        return [without_seconds(v) for v in value]
-    return value
-
-
-def files(folder):
-    """{file name: JSON without timing fields} of every JSON file in ``folder`` and its ``*_cells`` folders."""
-    out = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            if name.endswith(".json"):
-                path = os.path.join(root, name)
-                out[os.path.relpath(path, folder)] = without_seconds(json.loads(open(path).read()))
-    return out
+from tests.result_files import json_files
 
 
 def test_grid_and_search_on_ray_write_the_local_result_files(ray_executor, tiny_mnist_dir, tmp_path):
@@ -51,7 +28,7 @@ def test_grid_and_search_on_ray_write_the_local_result_files(ray_executor, tiny_
         one = dd.ModelEvaluators(dataset, paths[:1], progress=None, **measure)
         dd.run_search(one, str(tmp_path / where / "search.json"), one.settings(), epsilon=0.5, step=0.5, log=quiet,
                       executor=executor)
-        return files(tmp_path / where)
+        return json_files(tmp_path / where)
 
     local = run("local")
     on_ray = run("ray", ray_executor)

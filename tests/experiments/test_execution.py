@@ -11,18 +11,12 @@ from hrs_tf.errors import ConfigError
 from hrs_tf.experiments import execution
 from hrs_tf.experiments.execution import Cell, Needs, Recipe, cell_seed, check_plan, execute, ordered
 from tests.experiments.toy_cells import DIE_MARK, ToyExperiment
+from tests.result_files import in_cells, json_files
 
 
 def results(work, drop=("pid",)):
-    """{relative path: cell JSON without timing fields (``*seconds``) and ``drop``} of every result cell under ``work``."""
-    out = {}
-    for root, _, files in os.walk(os.path.join(work, "cells")):
-        for file in files:
-            path = os.path.join(root, file)
-            cell = json.loads(open(path).read())
-            out[os.path.relpath(path, work)] = {k: v for k, v in cell.items()
-                                                if k not in drop and not k.endswith("seconds")}
-    return out
+    """{relative path: cell JSON without timing fields and ``drop``} of every result cell under ``work``."""
+    return json_files(work, keep=in_cells, drop=drop)
 
 
 def test_cells_come_after_what_they_wait_for_and_plans_are_checked():

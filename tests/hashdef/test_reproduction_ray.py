@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import os
 
 import keras
 import pytest
@@ -10,25 +9,12 @@ import pytest
 from hashdef.experiments import cr_search, reproduction  # (registers the hash defenses)
 from hrs_tf import models
 from hrs_tf.models import serialization
+from tests.result_files import in_cells, json_files, without_timing
 
 
 def result_files(work):
-    """{relative path: JSON without timing fields (``*seconds``)} of every JSON file under ``work``'s cell folders."""
-    out = {}
-    for root, _, files in os.walk(work):
-        for file in files:
-            path = os.path.join(root, file)
-            if file.endswith(".json") and f"{os.sep}cells{os.sep}" in path:
-                out[os.path.relpath(path, work)] = without_seconds(json.loads(open(path).read()))
-    return out
-
-
-def without_seconds(value):
-    if isinstance(value, dict):
-        return {k: without_seconds(v) for k, v in value.items() if not k.endswith("seconds")}
-    if isinstance(value, list):
-        return [without_seconds(v) for v in value]
-    return value
+    """{relative path: JSON without timing fields} of every JSON file under ``work``'s cell folders."""
+    return json_files(work, keep=in_cells)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +65,7 @@ def test_a_cr_search_on_ray_writes_the_local_output(ray_executor, small, base_fi
                   base_model_path=base_file, log=lambda line: None)
     local = cr_search.search(model, small, str(tmp_path / "local" / "cr.json"), **kwargs)
     on_ray = cr_search.search(model, small, str(tmp_path / "ray" / "cr.json"), executor=ray_executor, **kwargs)
-    assert without_seconds(on_ray) == without_seconds(local) and len(local["rows"]) == 2
+    assert without_timing(on_ray) == without_timing(local) and len(local["rows"]) == 2
     assert json.loads((tmp_path / "ray" / "cr.json").read_text())["finished"] is True
     assert result_files(tmp_path / "ray") == result_files(tmp_path / "local")
     assert len(result_files(tmp_path / "ray")) == 2  # one cell per pair

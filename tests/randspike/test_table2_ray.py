@@ -2,24 +2,17 @@
 of their models, and a run finished on Ray writes the result files of a local run."""
 
 import dataclasses
-import json
 import os
 import shutil
 
 from randspike.experiments import table2  # (registers the schemes)
+from tests.result_files import in_cells, json_files
 
 
 def result_files(work):
-    """{relative path: JSON without timing fields (``*seconds``)} of every result cell under ``work`` and of the
-    assembled stability results."""
-    out = {}
-    for root, _, files in os.walk(work):
-        for file in files:
-            path = os.path.join(root, file)
-            if file.endswith(".json") and (f"{os.sep}cells{os.sep}" in path or file == "stability.json"):
-                cell = json.loads(open(path).read())
-                out[os.path.relpath(path, work)] = {k: v for k, v in cell.items() if not k.endswith("seconds")}
-    return out
+    """{relative path: JSON without timing fields} of every result cell under ``work`` and of the assembled stability
+    results."""
+    return json_files(work, keep=lambda path: in_cells(path) or os.path.basename(path) == "stability.json")
 
 
 def test_a_study_finished_on_ray_writes_the_local_result_files(ray_executor, real_mnist, tmp_path):
