@@ -18,6 +18,18 @@ from absl import app, flags
 from hrs_tf.errors import ConfigError, HrsError
 
 LISTINGS = {"--list_defenses": "defenses", "--list_attacks": "attacks"}
+# Modules whose flags ``--helpfull`` does not list: TensorFlow's internal switches and absl's test runner, which the
+# imports define but no tool reads (they are still accepted).
+HIDDEN_FLAG_MODULES = ("tensorflow.", "absl.testing")
+
+
+def full_help(values=None):
+    """``--helpfull``'s text without the flags of :data:`HIDDEN_FLAG_MODULES`: the tool's own flags and absl's."""
+    values = flags.FLAGS if values is None else values
+    modules = [m for m in sorted(values.flags_by_module_dict()) if not m.startswith(HIDDEN_FLAG_MODULES)]
+    hidden = sum(len(f) for m, f in values.flags_by_module_dict().items() if m.startswith(HIDDEN_FLAG_MODULES))
+    text = "\n\n".join(values.module_help(m) for m in modules)
+    return text + f"\n\n({hidden} flags TensorFlow and absl's test runner define are not listed.)"
 
 
 def run(main):
@@ -26,8 +38,14 @@ def run(main):
         if flag in sys.argv[1:]:
             print(listing(what))
             sys.exit(0)
+    if "--helpfull" in sys.argv[1:]:
+        print(full_help())
+        sys.exit(0)
 
     def guarded(argv):
+        from hrs_tf import quiet
+
+        quiet.quiet_tool_logs()
         if len(argv) > 1:
             print(f"error: unexpected positional arguments {argv[1:]} (all settings are --flags)", file=sys.stderr)
             sys.exit(2)
@@ -93,6 +111,26 @@ def executor(values, log=print):
     from hrs_tf.experiments.execution import make_executor
 
     return make_executor(values.executor, values.ray_address, values.ray_workers, values.ray_threads, log=log)
+
+
+def run_cells(experiment, values):
+    """Computes ``experiment``'s missing cells on the executor ``values`` choose (``--executor`` ...), unless
+    ``--report_only``; returns what its ``run`` returns (None with ``--report_only``)."""
+    if values.report_only:
+        return None
+    chosen = executor(values)
+    try:
+        return experiment.run(executor=chosen)
+    finally:
+        chosen.close()
+
+
+def report_command(tool, argv=None):
+    """The command a report shows at its top: ``python tools/<tool>`` and the arguments that computed its cells
+    (``--report_only`` left out, arguments with spaces quoted)."""
+    argv = sys.argv[1:] if argv is None else argv
+    shown = [a for a in argv if not a.startswith("--report_only")]
+    return f"python tools/{tool} " + " ".join(f"'{a}'" if " " in a else a for a in shown)
 
 
 def define_training_flags(epochs_help="Training epochs (default: the defense's reference value)."):

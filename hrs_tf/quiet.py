@@ -12,6 +12,10 @@ where they say nothing to the user (issue 20 "Noise").
   and every other line is passed on unchanged.
 - :class:`LegacyH5Notice`: drops Keras's "This file format is considered legacy" warning, which Keras logs on every
   ``.h5`` save although the user asked for ``.h5`` (the papers' repos publish that format).
+- :class:`RetracingNotice`: drops TensorFlow's "triggered tf.function retracing" warning in the tools: an evaluation
+  compiles one attack function per model and setting and calls it on batches of changing size (restarts on the
+  images not yet broken) by design (:func:`hrs_tf.attacks.gradients.compiled`), so the advice to define the
+  function outside a loop does not apply. :func:`quiet_tool_logs` installs both filters.
 """
 
 import glob
@@ -69,3 +73,18 @@ class LegacyH5Notice(logging.Filter):
 
     def filter(self, record):
         return "considered legacy" not in record.getMessage()
+
+
+class RetracingNotice(logging.Filter):
+    """A filter that drops TensorFlow's "triggered tf.function retracing" warning and lets every other record through."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_tool_logs():
+    """Installs :class:`RetracingNotice` on the loggers TensorFlow's warning reaches (``tensorflow`` and ``absl``)."""
+    for name in ("tensorflow", "absl"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RetracingNotice) for f in logger.filters):
+            logger.addFilter(RetracingNotice())

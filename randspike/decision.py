@@ -23,25 +23,12 @@ import tensorflow as tf
 
 from hrs_tf import checks
 from hrs_tf.errors import ConfigError
+from hrs_tf.evaluation.deciders import BATCH_SIZE, PASSES, REJECTED, Decider  # noqa: F401  (the core's, re-exported)
 from hrs_tf.layers import stochastic
 
-REJECTED = -1  # the label of an input a detector rejected
 SINGLE, MC_AVERAGE, VOTING = "single", "mc", "vote"
 RULES = (SINGLE, MC_AVERAGE, VOTING)
 RULE_TITLES = {SINGLE: "Single pred.", MC_AVERAGE: "MC Avg.", VOTING: "Voting"}
-PASSES = 10  # section 5.1: "running the network ... 10 times"
-BATCH_SIZE = 128  # the batch in which images are evaluated together (Table 7's training batch)
-
-
-class Decider:
-    """A defense whose decision is not one forward pass's argmax. Subclasses set :attr:`model` (the differentiable
-    Keras model with logits output an attacker targets) and implement :meth:`labels`."""
-
-    model = None
-    title = "decider"
-
-    def labels(self, x, rule=MC_AVERAGE, passes=PASSES, batch_size=BATCH_SIZE, per_image=False):
-        raise NotImplementedError
 
 
 def check_rule(rule):

@@ -3,6 +3,7 @@ its decision needs: a Keras model (decision rules of :mod:`randspike.decision`) 
 (MagNet's rejection, region-based voting: a defense that has a ``decider(args, path)`` method)."""
 
 from hrs_tf.defenses import registry
+from hrs_tf.evaluation import deciders
 from hrs_tf.errors import ConfigError
 from randspike import decision
 
@@ -80,18 +81,8 @@ def paper_rule(spec):
 
 
 def load(spec, path=None, model=None, dataset_name=None):
-    """A scheme as its decision needs it: its :class:`Decider` if its defense has one (``decider_for_model`` on a made
-    ``model``, else ``decider`` on the saved ``path``), else its Keras model (``model``, or loaded from ``path``)."""
-    spec = registry.parse(spec)
-    for_model = getattr(spec.defense, "decider_for_model", None)
-    if for_model is not None and model is not None:
-        return for_model(spec.args, model, dataset_name)
-    from_path = getattr(spec.defense, "decider", None)
-    if from_path is not None and path is not None:
-        return from_path(spec.args, path)
-    if model is None and path is None:
-        raise ConfigError(f"scheme {spec.text!r}: give its model or its path")
-    return model if model is not None else spec.load(path)
+    """A scheme as its decision needs it (:func:`hrs_tf.evaluation.deciders.load`)."""
+    return deciders.load(spec, path, model, dataset_name)
 
 
 def rules_of(model):

@@ -51,3 +51,27 @@ def test_an_h5_save_has_no_legacy_warning(tmp_path, caplog):
         logging.getLogger("absl").warning("another warning")
     assert "considered legacy" not in caplog.text and "another warning" in caplog.text
     assert keras.models.load_model(tmp_path / "ours.h5", compile=False).count_params() == model.count_params()
+
+
+def test_tools_drop_tensorflows_retracing_warning_and_nothing_else(caplog):
+    import tensorflow as tf
+
+    def retrace():
+        for size in range(1, 8):  # a new tf.function traced on every call: TensorFlow warns after the fifth
+            tf.function(lambda x: x + 1)(tf.zeros([size]))
+
+    with caplog.at_level(logging.WARNING):
+        retrace()
+    assert "triggered tf.function retracing" in caplog.text  # what TensorFlow says on its own
+    caplog.clear()
+    quiet.quiet_tool_logs()
+    quiet.quiet_tool_logs()  # installed once however often it is called
+    assert sum(isinstance(f, quiet.RetracingNotice) for f in logging.getLogger("tensorflow").filters) == 1
+    with caplog.at_level(logging.WARNING):
+        retrace()
+        logging.getLogger("tensorflow").warning("a real warning")
+    assert "retracing" not in caplog.text and "a real warning" in caplog.text
+    for name in ("tensorflow", "absl"):  # leave the loggers as other tests expect them
+        logger = logging.getLogger(name)
+        for f in [f for f in logger.filters if isinstance(f, quiet.RetracingNotice)]:
+            logger.removeFilter(f)

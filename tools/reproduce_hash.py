@@ -62,16 +62,8 @@ def main(argv):
                                  **{name: FLAGS[name].value for name in SCALE})
     work_dir = FLAGS.work_dir or os.path.join("runs", f"reproduce_hash_{dataset.name}")
     rep = reproduction.Reproduction(dataset, plan, work_dir, existing, log=lambda line: print(line, flush=True))
-    if not FLAGS.report_only:
-        executor = cli.executor(FLAGS)
-        try:
-            rep.run(executor=executor)
-        finally:
-            executor.close()
-    # the command that computes the cells (--report_only only rewrites the report from them)
-    args = [a for a in sys.argv[1:] if a not in ("--report_only", "--report_only=true")]
-    command = "python tools/reproduce_hash.py " + " ".join(f"'{a}'" if " " in a else a for a in args)
-    rep.report(FLAGS.docs_dir, command)
+    cli.run_cells(rep, FLAGS)
+    rep.report(FLAGS.docs_dir, cli.report_command("reproduce_hash.py"))
     print(f"wrote {os.path.join(FLAGS.docs_dir, f'reproduce_hash_{dataset.name}.md')}")
 
 

@@ -87,9 +87,8 @@ def main(argv):
     finally:
         if executor is not None:
             executor.close()
-    shown = [a for a in sys.argv[1:] if not a.startswith("--report_only")]
-    command = "python tools/reproduce_rs.py " + " ".join(shown)
-    path = report.write_report(evaluation, results, FLAGS.docs_dir, command, evaluation.scale_lines())
+    path = report.write_report(evaluation, results, FLAGS.docs_dir, cli.report_command("reproduce_rs.py"),
+                               evaluation.scale_lines())
     print(f"wrote {path}")
 
 

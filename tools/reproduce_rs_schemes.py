@@ -70,17 +70,9 @@ def main(argv):
     plan = table2.plan_for(FLAGS.dataset, **overrides)
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     study = table2.SchemeStudy(dataset, plan, FLAGS.work_dir, log=lambda line: print(line, flush=True))
-    if FLAGS.report_only:
-        results = study.collect()
-    else:
-        executor = cli.executor(FLAGS)
-        try:
-            results = study.run(executor=executor)
-        finally:
-            executor.close()
-    shown = [a for a in sys.argv[1:] if not a.startswith("--report_only")]
-    command = "python tools/reproduce_rs_schemes.py " + " ".join(shown)
-    path = report.write_report(study, results, FLAGS.docs_dir, command, study.scale_lines())
+    results = study.collect() if FLAGS.report_only else cli.run_cells(study, FLAGS)
+    path = report.write_report(study, results, FLAGS.docs_dir, cli.report_command("reproduce_rs_schemes.py"),
+                               study.scale_lines())
     print(f"wrote {path}")
 
 

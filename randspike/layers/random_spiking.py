@@ -15,6 +15,10 @@ Batch-level min / max makes an image's prediction depend on the other images of 
 range, which equals evaluating each image alone. The paper's batch semantics stay the default of every evaluation
 (``reference_per_example = False``: :func:`hrs_tf.evaluation.metrics.clean_accuracy` keeps them; see
 :mod:`randspike.decision`).
+
+The stop-gradient zeroes the gradient of the spiked elements (about 1 - p of them on every pass), a partial
+gradient an adaptive attacker should not accept: the layer declares ``bpda_surrogate = "identity"``, so BPDA
+(:mod:`hrs_tf.attacks.bpda`, Athalye et al. 2018 section 4.1) passes every element's gradient as if it were kept.
 """
 
 import keras
@@ -41,6 +45,7 @@ class RandomSpiking(StochasticLayer):
     (``range_over="batch"``) or of the example (``"sample"``), behind a stop-gradient."""
 
     reference_per_example = False  # the paper's code predicts in batches: the batch range is the default semantics
+    bpda_surrogate = "identity"  # backward pass as if every element were kept (the stop-gradient masks 1 - p of them)
 
     def __init__(self, keep_prob=0.8, range_over="batch", seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)

@@ -72,6 +72,26 @@ def test_gradient_is_zero_on_spiked_and_unchanged_on_kept_elements():
     np.testing.assert_array_equal(grad[~kept], 0.0)
 
 
+def test_bpda_passes_the_gradient_of_every_element_as_if_it_were_kept():
+    from hrs_tf.attacks.bpda import bpda
+
+    x = tf.constant(_inputs(shape=(3, 8, 8, 2)))
+    weights = tf.constant(np.random.default_rng(1).normal(size=x.shape).astype(np.float32))
+    inputs = keras.Input((8, 8, 2))
+    model = keras.Model(inputs, RandomSpiking(0.6, seed=2, name="spike")(inputs))
+    assert {layer.name: s for layer, s in stochastic.bpda_layers(model).items()} == {"spike": "identity"}
+
+    def gradient():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(model(x) * weights)
+        return tape.gradient(loss, x).numpy()
+
+    assert (gradient() == 0).mean() > 0.2  # about 1 - p of the elements are spiked and pass nothing
+    with bpda(model):
+        np.testing.assert_array_equal(gradient(), weights.numpy())  # every element: the upstream gradient
+
+
 def test_random_in_every_mode_of_keras_and_inside_a_traced_function():
     x = _inputs(shape=(2, 10, 10, 1))
     layer = RandomSpiking(0.8, seed=5)
