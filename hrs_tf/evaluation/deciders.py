@@ -42,12 +42,6 @@ class Decider:
         return base
 
 
-def has_decider(spec):
-    """Whether the defense of ``spec`` decides through a :class:`Decider`."""
-    defense = registry.parse(spec).defense
-    return callable(getattr(defense, "decider_for_model", None)) or callable(getattr(defense, "decider", None))
-
-
 def load(spec, path=None, model=None, dataset_name=None):
     """A defense as its decision needs it: its :class:`Decider` if its defense has one (``decider_for_model`` on a
     made ``model``, else ``decider`` on the saved ``path``), else its Keras model (``model``, or loaded from

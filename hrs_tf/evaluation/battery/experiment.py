@@ -23,7 +23,7 @@ import numpy as np
 from hrs_tf import fileio
 from hrs_tf.errors import ConfigError
 from hrs_tf.evaluation.battery import attacks as battery_attacks
-from hrs_tf.evaluation.battery.plan import NORMS, UNBOUNDED
+from hrs_tf.evaluation.battery.plan import NORMS, UNBOUNDED_LINF
 from hrs_tf.evaluation.battery.summary import masking_flags, summarize
 from hrs_tf.evaluation.battery.target import Target
 from hrs_tf.evaluation.deciders import REJECTED
@@ -202,13 +202,13 @@ class Battery(CellExperiment):
             labels = self.target(label).labels(self.x)
             reachable = np.array([np.any((labels != yi) & (labels != REJECTED)) for yi in self.y])
             correct = np.asarray(clean["correct"], bool)
-            ctx = self._context(label, "linf", key, eps=UNBOUNDED["linf"])
+            ctx = self._context(label, "linf", key, eps=UNBOUNDED_LINF)
             index = np.flatnonzero(correct & reachable)
             robust = np.ones(len(self.x), bool)
             if len(index):
                 sub = dataclasses.replace(ctx, x=self.x[index], y=self.y[index], _losses={})
                 robust[index] = battery_attacks.unbounded_success(sub)["robust"]
-            return {"reachable": reachable.tolist(), "robust": robust.tolist(), "eps": UNBOUNDED["linf"]}
+            return {"reachable": reachable.tolist(), "robust": robust.tolist(), "eps": UNBOUNDED_LINF}
 
         return self.cells.cell(UNBOUNDED_KIND, label, compute)
 

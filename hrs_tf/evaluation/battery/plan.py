@@ -11,8 +11,7 @@ RADII = {"linf": {"mnist": 0.3, "fashion_mnist": 0.1, "cifar10": 8 / 255},
          "l2": {"mnist": 2.0, "fashion_mnist": 0.5, "cifar10": 0.5}}
 THREATS = tuple(RADII)
 NORMS = {"linf": float("inf"), "l2": 2}
-# The unbounded radius of the gradient-masking check: the whole pixel box (L-inf 1) resp. an L2 ball holding it.
-UNBOUNDED = {"linf": 1.0, "l2": 1e3}
+UNBOUNDED_LINF = 1.0  # the radius of the gradient-masking check "unbounded": L-inf 1 reaches the whole pixel box
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 
 from hrs_tf import fileio
 from hrs_tf.evaluation.battery.attacks import ENTRIES
-from hrs_tf.evaluation.battery.plan import UNBOUNDED
+from hrs_tf.evaluation.battery.plan import UNBOUNDED_LINF
 from hrs_tf.reporting import markdown_table, percent, plots
 
 THREAT_TITLES = {"linf": "L-inf", "l2": "L2"}
@@ -84,7 +84,7 @@ def write_report(battery, docs_dir, command):
         lines += ["n/a: the attack does not apply (EOT and fixed randomness need a stochastic model, BPDA a layer "
                   "that declares a surrogate, transfer a --transfer_from model).", ""]
     lines += ["## Gradient-masking checks", "",
-              f"Unbounded: PGD-margin at L-inf radius {UNBOUNDED['linf']:g} on the images the defense is correct on "
+              f"Unbounded: PGD-margin at L-inf radius {UNBOUNDED_LINF:g} on the images the defense is correct on "
               "and could be moved off (another image gets another decision). See `hrs_tf/evaluation/battery/"
               "summary.py` for every check.", ""]
     rows = []

@@ -72,6 +72,14 @@ def summarize(clean_correct, results):
             "cost": {name: {"per_image": r["cost"], "kind": r["cost_kind"]} for name, r in results.items()}}
 
 
+def _broken(correct, results, names):
+    """Per image: correct on the clean image and broken by at least one of the attacks ``names``."""
+    broken = np.zeros_like(correct)
+    for name in names:
+        broken |= correct & ~np.asarray(results[name]["robust"], bool)
+    return broken
+
+
 def _flag(raised, text, **numbers):
     return {"raised": bool(raised), "text": text, **numbers}
 
@@ -92,18 +100,12 @@ def masking_flags(clean, unbounded, results, plan, first_threat=True):
     gradient = [n for n in results if ENTRIES[n].kind != GRADIENT_FREE]
     free = [n for n in results if ENTRIES[n].kind == GRADIENT_FREE]
     if gradient and free:
-        by_gradient = np.zeros_like(correct)
-        for n in gradient:
-            by_gradient |= correct & ~np.asarray(results[n]["robust"], bool)
-        by_free = np.zeros_like(correct)
-        for n in free:
-            by_free |= correct & ~np.asarray(results[n]["robust"], bool)
-        extra = int((by_free & ~by_gradient).sum())
+        extra = int((_broken(correct, results, free) & ~_broken(correct, results, gradient)).sum())
         flags["gradient_free_beats_white_box"] = _flag(extra >= need, "images only a gradient-free attack broke",
                                                        images=extra)
     if "one_step" in results and "pgd_ce" in results:
-        one = int((correct & ~np.asarray(results["one_step"]["robust"], bool)).sum())
-        many = int((correct & ~np.asarray(results["pgd_ce"]["robust"], bool)).sum())
+        one = int(_broken(correct, results, ["one_step"]).sum())
+        many = int(_broken(correct, results, ["pgd_ce"]).sum())
         flags["one_step_beats_many"] = _flag(one - many >= need, "one step vs PGD-CE, images broken",
                                              one_step=one, pgd_ce=many)
     late = {}

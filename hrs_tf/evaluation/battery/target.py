@@ -50,10 +50,8 @@ class Target:
         x = np.asarray(x, np.float32)
         if self.decider is not None:
             return np.asarray(self.decider.labels(x, self.rule, self.passes, batch_size), np.int64)
-        if not self.stochastic:
-            return scoring.decide(scoring.predict_probabilities(self.model, x, 1, batch_size), "single")[0]
-        if self.rule == "single":
-            return scoring.decide(scoring.predict_probabilities(self.model, x, 1, batch_size), "single")[0]
+        if not self.stochastic or self.rule == "single":  # one pass (a stochastic model: one draw)
+            return scoring.predict(self.model, x, 1, batch_size)[0]
         return scoring.decide(scoring.predict_probabilities(self.model, x, self.passes, batch_size), self.rule)
 
     def correct(self, x, y):
