@@ -175,7 +175,8 @@ class Distillation(Scheme):
         return self.title if T == 100.0 else f"{self.title} (T={T:g})"
 
     def fit_model(self, args, dataset, output, shape, recipe, train_data, *, seed, settings, verbose, log):
-        """C&W's ``train_distillation``: a 1-epoch model at T is the start of both teacher and student; the teacher
+        """C&W's ``train_distillation``: a 1-epoch model trained normally (T = 1, their ``train``'s default) is the
+        start of both teacher and student (at T = 100 from random weights the loss stays at ln 10); the teacher
         trains at T; its soft labels softmax(z / T) on the training set (randomness off, as Keras ``predict`` in
         their code) train the student at T; the student's logits are deployed as they are (T = 1)."""
         import dataclasses
@@ -185,7 +186,7 @@ class Distillation(Scheme):
         common = dict(seed=seed, verbose=verbose, log=log, identity={"model": shape.describe()})
         init = self.build(shape, dataset, seed)
         training.train(init, dataset, dataclasses.replace(recipe, epochs=1), stem + "_init.checkpoint.h5",
-                       train_data=train_data, temperature=T, what="a distillation start model", **common)
+                       train_data=train_data, what="a distillation start model", **common)
         start = init.get_weights()
         teacher = self.build(shape, dataset, seed)
         teacher.set_weights(start)

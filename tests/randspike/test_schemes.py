@@ -66,11 +66,22 @@ def test_an_rs1_model_trains_resumes_and_records_its_recipe(small, tmp_path):
         making.make("rs1", small, tmp_path / "x.h5", epochs=1, target_model="t.h5", **QUICK)
 
 
-def test_distillation_trains_a_teacher_and_deploys_the_students_logits_at_t1(small, tmp_path):
+def test_distillation_trains_a_teacher_and_deploys_the_students_logits_at_t1(small, tmp_path, monkeypatch):
     output = tmp_path / "distilled.h5"
+    temperatures = {}
+    original = training.train
+
+    def spy(*args, what="", temperature=None, **kwargs):
+        temperatures[what] = temperature
+        return original(*args, what=what, temperature=temperature, **kwargs)
+
+    monkeypatch.setattr(training, "train", spy)
     model, record = making.make("distillation:20", small, output, epochs=1, seed=0, eval_repeats=1, verbose=0,
                                 log=lambda *_: None, **QUICK)
     assert record["temperature"] == 20.0 and len(record["teacher_history"]) == 1
+    # C&W's start model trains normally (T = 1); teacher and student at T
+    assert temperatures == {"a distillation start model": None, "a distillation teacher": 20.0,
+                            "a distillation student": 20.0}
     assert os.path.exists(tmp_path / "distilled_teacher.checkpoint.h5")
     # deployed at T = 1: the saved model's output is the student's last layer, no division by T
     assert model.layers[-1].name == "logits" and model.get_layer("logits").activation.__name__ == "linear"
