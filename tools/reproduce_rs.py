@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from hrs_tf import cli, data  # noqa: E402
+from randspike import recipe_flags  # noqa: E402
 
 flags.DEFINE_string("work_dir", None, "Folder of the study's fleets, examples and cells (resumable).")
 flags.mark_flag_as_required("work_dir")
@@ -36,13 +37,7 @@ flags.DEFINE_integer("threshold", None, "Validation models an example must fool 
 flags.DEFINE_integer("epochs", None, "Training epochs of every fleet model (paper 50 MNIST CNN, 200 WRN).")
 flags.DEFINE_integer("magnet_epochs", None, "MagNet autoencoder epochs (paper 100 MNIST, 400 others).")
 flags.DEFINE_float("train_fraction", None, "Fraction of the training images per fleet model (paper 0.5).")
-flags.DEFINE_enum("arch", None, ["rs_mnist", "wrn"], "Network of every scheme (default: rs_mnist MNIST, wrn others).")
-flags.DEFINE_integer("depth", None, "WRN depth.")
-flags.DEFINE_integer("width", None, "WRN width.")
-flags.DEFINE_string("augmentation", None, "Augmentation of every scheme (default: the data set's).")
-flags.DEFINE_integer("train_images", None, "Draw each model's training subset from the first N training images.")
-flags.DEFINE_integer("batch_size", None, "Training mini-batch of every scheme (paper 128).")
-flags.DEFINE_float("learning_rate", None, "Initial SGD learning rate of every scheme (paper 0.01 MNIST CNN, 0.1 WRN).")
+recipe_flags.define("every scheme", "Draw each model's training subset from the first N training images.")
 flags.DEFINE_integer("images", None, "First test images attacked (default 1,000).")
 flags.DEFINE_list("confidences", None, "C&W confidences K (default MNIST 0,5,10,15; Fashion-MNIST 0,10,20,30; "
                   "CIFAR-10 0,20,40,60).")
@@ -59,7 +54,6 @@ flags.DEFINE_bool("report_only", False, "Only rebuild the report from finished c
 cli.define_executor_flags()
 FLAGS = flags.FLAGS
 
-SETTING_FLAGS = ("arch", "depth", "width", "augmentation", "train_images", "batch_size", "learning_rate")
 PLAN_FLAGS = ("models", "sources", "single_sources", "threshold", "epochs", "magnet_epochs", "train_fraction", "images",
               "cw_iterations", "cw_search_steps", "cw_learning_rate", "cw_initial_const", "eot", "attack_batch",
               "passes", "seed")
@@ -77,7 +71,7 @@ def main(argv):
         overrides["confidences"] = tuple(checks.nonnegative(v, "confidences") for v in FLAGS.confidences)
     if FLAGS.l2_edges:
         overrides["edges"] = tuple(checks.nonnegative(v, "l2_edges") for v in FLAGS.l2_edges)
-    overrides["settings"] = tuple((name, FLAGS[name].value) for name in SETTING_FLAGS if FLAGS[name].value is not None)
+    overrides["settings"] = tuple(recipe_flags.settings(FLAGS).items())
     plan = study.plan_for(FLAGS.dataset, **overrides)
     executor = None if FLAGS.report_only else cli.executor(FLAGS)
     try:

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from hrs_tf import cli, data  # noqa: E402
+from randspike import recipe_flags  # noqa: E402
 
 flags.DEFINE_string("work_dir", None, "Folder of the study's models and cells (resumable).")
 flags.mark_flag_as_required("work_dir")
@@ -32,11 +33,7 @@ flags.DEFINE_integer("test_images", None, "Test images of Table 2 (paper 10,000)
 flags.DEFINE_integer("passes", None, "Stochastic passes of MC average / voting (paper 10).")
 flags.DEFINE_integer("batch_size", None, "Images evaluated together (the spiking range is the batch's).")
 flags.DEFINE_bool("per_image", False, "Give each image its own spiking range instead of its batch's.")
-flags.DEFINE_enum("arch", None, ["rs_mnist", "wrn"], "Network of every scheme (default: rs_mnist MNIST, wrn others).")
-flags.DEFINE_integer("depth", None, "WRN depth.")
-flags.DEFINE_integer("width", None, "WRN width.")
-flags.DEFINE_string("augmentation", None, "Augmentation of every scheme (default: the data set's).")
-flags.DEFINE_integer("train_images", None, "Train every scheme on the first N training images.")
+recipe_flags.define("every scheme", "Train every scheme on the first N training images.", optimiser=False)
 flags.DEFINE_integer("stability_images", None, "Stability: first N test images (paper 1,000).")
 flags.DEFINE_integer("stability_draws", None, "Stability: Gaussian draws per level (paper 20).")
 flags.DEFINE_list("gaussian_levels", None, "Stability: L2 levels (default MNIST 0..5, others 0..2.5).")
@@ -46,7 +43,6 @@ flags.DEFINE_bool("report_only", False, "Only rebuild the report from finished c
 cli.define_executor_flags()
 FLAGS = flags.FLAGS
 
-SETTING_FLAGS = ("arch", "depth", "width", "augmentation", "train_images")
 PLAN_FLAGS = ("models", "epochs", "magnet_epochs", "test_images", "passes", "batch_size", "stability_images",
               "stability_draws")
 
@@ -66,7 +62,7 @@ def main(argv):
         overrides["gaussian_levels"] = tuple(checks.nonnegative(v, "gaussian_levels") for v in FLAGS.gaussian_levels)
     if FLAGS.jpeg_qualities:
         overrides["jpeg_qualities"] = tuple(checks.count(v, "jpeg_qualities", minimum=1) for v in FLAGS.jpeg_qualities)
-    overrides["settings"] = tuple((name, FLAGS[name].value) for name in SETTING_FLAGS if FLAGS[name].value is not None)
+    overrides["settings"] = tuple(recipe_flags.settings(FLAGS, optimiser=False).items())
     plan = table2.plan_for(FLAGS.dataset, **overrides)
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     study = table2.SchemeStudy(dataset, plan, FLAGS.work_dir, log=lambda line: print(line, flush=True))

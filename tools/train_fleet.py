@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from hrs_tf import cli, data  # noqa: E402
+from randspike import recipe_flags  # noqa: E402
 
 flags.DEFINE_string("scheme", None, "Scheme: a Random Spiking paper name (RS-1, Dropout, MagNet, ...) or a defense spec.")
 flags.mark_flag_as_required("scheme")
@@ -35,18 +36,11 @@ flags.DEFINE_float("train_fraction", 0.5, "Share of the training set each model 
 flags.DEFINE_integer("seed", 0, "Fleet seed: member k's training seed and images derive from (seed, k).")
 flags.DEFINE_string("work_dir", None, "Folder of the fleet (model_<k>/ folders and fleet.json), resumable.")
 flags.mark_flag_as_required("work_dir")
-flags.DEFINE_string("arch", None, "Network (default: the scheme's for the data set, e.g. rs_mnist or wrn).")
-flags.DEFINE_integer("depth", None, "WRN depth.")
-flags.DEFINE_integer("width", None, "WRN width.")
-flags.DEFINE_string("augmentation", None, "Augmentation (default: the data set's).")
-flags.DEFINE_integer("batch_size", None, "Mini-batch size (default: the scheme's recipe).")
-flags.DEFINE_float("learning_rate", None, "Initial learning rate (default: the scheme's recipe).")
-flags.DEFINE_integer("train_images", None, "Members draw their share from the first N training images (a quick run).")
+recipe_flags.define("every fleet model", "Members draw their share from the first N training images (a quick run).",
+                    any_arch=True)
 flags.DEFINE_list("only", None, "Make only these members (indices, e.g. 0,1), the others later.")
 cli.define_executor_flags()
 FLAGS = flags.FLAGS
-
-SETTING_FLAGS = ("arch", "depth", "width", "augmentation", "batch_size", "learning_rate", "train_images")
 
 
 def main(argv):
@@ -61,7 +55,7 @@ def main(argv):
     from randspike import schemes
 
     spec = schemes.spec_of(FLAGS.scheme)
-    settings = {name: FLAGS[name].value for name in SETTING_FLAGS if FLAGS[name].value is not None}
+    settings = recipe_flags.settings(FLAGS)
     executor = cli.executor(FLAGS)
     try:
         dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)

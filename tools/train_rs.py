@@ -21,6 +21,7 @@ from absl import flags  # noqa: E402
 
 from hrs_tf import cli, data  # noqa: E402
 from hrs_tf.errors import ConfigError  # noqa: E402
+from randspike import recipe_flags  # noqa: E402
 
 flags.DEFINE_string("scheme", None, "Scheme: a paper name (RS-1, Dropout-Adv, MagNet, ...) or a defense spec.")
 flags.mark_flag_as_required("scheme")
@@ -29,14 +30,7 @@ cli.define_data_flags()
 flags.DEFINE_list("epochs", None, "Training epochs (default: the paper's, 50 RS MNIST CNN / 200 WRN; MagNet: "
                   "its autoencoders' epochs, 100 MNIST).")
 flags.DEFINE_integer("seed", 0, "Random seed (weights, shuffling, augmentation, noise, adversarial examples).")
-flags.DEFINE_enum("arch", None, ["rs_mnist", "wrn"], "Network (default: rs_mnist on MNIST, wrn otherwise).")
-flags.DEFINE_integer("depth", None, "WRN depth, (depth - 4) divisible by 6 (paper 28).")
-flags.DEFINE_integer("width", None, "WRN widening factor (paper 10).")
-flags.DEFINE_string("augmentation", None, "Augmentation: none, mnist, fashion_mnist, cifar10 or settings such as "
-                    "rotation=10,shift=4 (default: the data set's).")
-flags.DEFINE_integer("batch_size", None, "Mini-batch size (paper 128).")
-flags.DEFINE_float("learning_rate", None, "Initial SGD learning rate (paper 0.01 MNIST CNN, 0.1 WRN).")
-flags.DEFINE_integer("train_images", None, "Train on the first N training images only (a quick run).")
+recipe_flags.define("the scheme")
 flags.DEFINE_string("target_model", None, "RS-1-Adv / Dropout-Adv: the trained target model (default: trained first).")
 flags.DEFINE_list("confidences", None, "Adversarial schemes: C&W confidences K (default Table 3's).")
 flags.DEFINE_integer("per_confidence", None, "Adversarial schemes: examples generated per K (paper 3000 MNIST).")
@@ -50,8 +44,6 @@ flags.DEFINE_string("output", None, "Output model path (.h5); a JSON sidecar is 
 flags.mark_flag_as_required("output")
 FLAGS = flags.FLAGS
 
-SETTING_FLAGS = ("arch", "depth", "width", "augmentation", "batch_size", "learning_rate", "train_images",
-                 "target_model")
 ADVERSARIAL_FLAGS = ("per_confidence", "kept", "l2_cutoff", "cw_iterations", "cw_search_steps", "cw_learning_rate",
                      "eot")  # spec keywords
 
@@ -68,7 +60,9 @@ def main(argv):
         keywords.append("confidences=" + ";".join(FLAGS.confidences))
     if keywords:
         spec = schemes.with_keywords(spec, keywords)
-    settings = {name: FLAGS[name].value for name in SETTING_FLAGS if FLAGS[name].value is not None}
+    settings = recipe_flags.settings(FLAGS)
+    if FLAGS.target_model is not None:
+        settings["target_model"] = FLAGS.target_model
     epochs = cli.parse_epochs(FLAGS.epochs)
     if epochs is None and spec.source() is None and settings.get("arch", "wrn" if FLAGS.dataset != "mnist" else "") == "wrn":
         epochs = 200  # Table 7: the WRN recipe
