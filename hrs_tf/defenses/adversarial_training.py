@@ -32,6 +32,7 @@ from hrs_tf.attacks import gradients
 from hrs_tf.attacks.pgd import loop as pgd_loop
 from hrs_tf.defenses.registry import TRAINED, Argument, Defense, register, write_model
 from hrs_tf.evaluation import metrics
+from hrs_tf.layers import stochastic
 from hrs_tf.training import checkpoint as checkpoints
 
 # Settings that determine the trained weights: a resume with any of them changed is refused.
@@ -140,7 +141,7 @@ def train_adversarial(dataset, checkpoint, eps, epochs, pgd_steps=40, pgd_step_s
         began = time.time()
         epoch_seed = _epoch_seed(seed, epoch)
         order = np.random.default_rng(epoch_seed).permutation(len(x))
-        training.reseed_layers(model, epoch_seed)
+        stochastic.reseed(model, epoch_seed)  # a resumed run draws as an uninterrupted one
         losses, accuracies, sizes = [], [], []
         for b in range(num_batches):
             idx = order[b * batch_size:(b + 1) * batch_size]

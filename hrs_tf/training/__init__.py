@@ -2,8 +2,8 @@
 
 from hrs_tf.training.recipe import (REFERENCE_BATCH_SIZE, REFERENCE_DECAY, REFERENCE_LEARNING_RATE, REFERENCE_MOMENTUM,
                                     EpochLog, check_training_settings, compile_reference, fit, reference_optimizer,
-                                    reseed_layers, train_base_model, versions)
+                                    train_base_model, versions)
 
 __all__ = ["EpochLog", "REFERENCE_BATCH_SIZE", "REFERENCE_DECAY", "REFERENCE_LEARNING_RATE", "REFERENCE_MOMENTUM",
-           "check_training_settings", "compile_reference", "fit", "reference_optimizer", "reseed_layers", "train_base_model",
+           "check_training_settings", "compile_reference", "fit", "reference_optimizer", "train_base_model",
            "versions"]

@@ -42,16 +42,6 @@ def check_training_settings(epochs, batch_size, learning_rate):
     checks.positive(learning_rate, "learning_rate")
 
 
-def reseed_layers(model, seed):
-    """Restarts the seed generator of every layer of ``model`` that has one (Keras dropout, stochastic
-    layers) from ``seed``: the draws that follow depend only on ``seed`` (e.g. per epoch or per result row,
-    so that a resumed run draws as an uninterrupted one)."""
-    for i, layer in enumerate(model.layers):
-        generator = getattr(layer, "seed_generator", None)
-        if generator is not None:
-            generator.state.assign(np.array([int(seed), i * 1_000_003], np.int64).astype(generator.state.dtype))
-
-
 class EpochLog(keras.callbacks.Callback):
     """Records per-epoch metrics and wall time as plain floats (for the JSON sidecars)."""
 

@@ -39,7 +39,7 @@ import time
 import keras
 import numpy as np
 
-from hrs_tf import checks, evaluation, training
+from hrs_tf import checks, evaluation
 from hrs_tf import data as data_module
 from hrs_tf.defenses.dropout import dropout_after_fc1, with_defensive_dropout
 from hrs_tf.defenses.sap import with_sap
@@ -139,7 +139,7 @@ class Evaluator:
         self.layer.set_test_rate(test_rate)
         seed = row_seed(self.seed, self.train_rate, test_rate)
         keras.utils.set_random_seed(seed)
-        training.reseed_layers(self.model, seed)
+        stochastic.reseed(self.model, seed)
         with stochastic.randomness(self.model, stochastic.RANDOM):
             accuracy = metrics.repeated_accuracy(self.model, self.accuracy_x, self.accuracy_y, self.repeats)
             idx, targets = evaluation.make_pairs(self.y, "all", num_classes=int(self.model.output_shape[-1]))
