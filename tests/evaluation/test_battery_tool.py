@@ -3,6 +3,9 @@
 import json
 import os
 
+import numpy as np
+import pytest
+
 from hrs_tf.models import serialization
 from tests.evaluation import battery_toys
 from tests.tool_runner import run_script
@@ -49,3 +52,38 @@ def test_helpfull_lists_the_tools_flags_not_tensorflows():
     assert "--images" in out.stdout and "--executor" in out.stdout and "--data_dir" in out.stdout
     assert "op_conversion_fallback_to_while_loop" not in out.stdout and "test_random_seed" not in out.stdout
     assert "flags TensorFlow and absl's test runner define are not listed" in out.stdout
+
+
+def test_cifar10_runs_at_its_own_radii_from_an_archive_in_the_canonical_format(tmp_path):
+    """CIFAR-10 is not available offline: the battery reads a small archive in the canonical format (20 test images)
+    and attacks at the data set's radii (L-inf 8/255, L2 0.5); a model that ignores its input keeps exactly its clean
+    accuracy, an untrained one never gains accuracy under attack."""
+    import keras
+
+    from tests.data.test_loading import cifar_batches, cifar_members, write_cifar_archive
+
+    batches = cifar_batches(n=20, seed=1)
+    write_cifar_archive(tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz", cifar_members(batches))
+    label = int(np.bincount(batches["test_batch"][b"labels"], minlength=10).argmax())
+    constant, plain = tmp_path / "constant.h5", tmp_path / "plain.h5"
+    keras.utils.set_random_seed(0)
+    ignoring = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    ignoring.set_weights([np.zeros((3072, 10), np.float32), np.eye(10, dtype=np.float32)[label] * 5.0])  # zero kernel
+    serialization.save_model(ignoring, str(constant))
+    serialization.save_model(keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                               keras.layers.Flatten(), keras.layers.Dense(10)]), str(plain))
+    out = run_script("battery.py", "--dataset=cifar10", f"--data_dir={tmp_path / 'data'}",
+                     f"--defense=Constant=none={constant}", f"--defense=Plain=none={plain}", "--images=20", "--steps=3",
+                     "--restarts=1", "--square_queries=20", "--attacks=pgd_ce,apgd_dlr,square",
+                     f"--work_dir={tmp_path / 'work'}", f"--docs_dir={tmp_path / 'docs'}")
+    assert out.returncode == 0, out.stderr
+    numbers = json.loads((tmp_path / "docs" / "battery" / "cifar10.json").read_text())
+    assert numbers["plan"]["radii"] == {"linf": pytest.approx(8 / 255), "l2": pytest.approx(0.5)}
+    expected = float(np.mean(np.array(batches["test_batch"][b"labels"]) == label))
+    for threat in ("linf", "l2"):
+        constant_summary = numbers["defenses"]["Constant"][threat]["summary"]
+        assert constant_summary["clean_accuracy"] == pytest.approx(expected)
+        assert constant_summary["robust_accuracy"] == pytest.approx(expected)
+        plain_summary = numbers["defenses"]["Plain"][threat]["summary"]
+        assert plain_summary["robust_accuracy"] <= plain_summary["clean_accuracy"]
+    assert (tmp_path / "docs" / "battery_cifar10.md").read_text().startswith("# Adaptive-attack battery: cifar10")

@@ -115,8 +115,8 @@ def write_report(battery, docs_dir, command):
 
 
 def summary_json(battery, results):
-    """The report's numbers without per-image arrays: {"plan", "defenses": {label: {"target", threat: {"summary",
-    "flags"}}}}."""
+    """The report's numbers without per-image arrays: {"plan" (with the radius of each threat), "defenses": {label:
+    {"target", threat: {"summary", "flags"}}}}."""
     import dataclasses
 
     out = {}
@@ -124,7 +124,8 @@ def summary_json(battery, results):
         target = {k: v for k, v in r["clean"].items() if k not in ("correct", "cell")}
         out[label] = {"target": target, **{t: {"summary": r[t]["summary"], "flags": r[t]["flags"]}
                                            for t in battery.plan.threats if t in r}}
-    return {"plan": dataclasses.asdict(battery.plan), "defenses": out}
+    plan = {**dataclasses.asdict(battery.plan), "radii": {t: battery.plan.eps(t) for t in battery.plan.threats}}
+    return {"plan": plan, "defenses": out}
 
 
 def _plot(battery, results, path):
