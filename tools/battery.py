@@ -40,6 +40,9 @@ flags.DEFINE_integer("passes", None, "Stochastic passes of a stochastic model's 
 flags.DEFINE_enum("rule", None, ["single", "mc", "vote"], "Decision of a stochastic model (default mc: the mean "
                   "softmax of --passes passes).")
 flags.DEFINE_list("threats", None, "linf, l2 (default both).")
+flags.DEFINE_float("linf", None, "L-inf radius instead of the data set's standard one (MNIST 0.3, Fashion-MNIST 0.1, "
+                   "CIFAR-10 8/255); the report is then named after it, e.g. battery_mnist_linf0.1.md.")
+flags.DEFINE_float("l2", None, "L2 radius instead of the data set's standard one (MNIST 2.0, others 0.5).")
 flags.DEFINE_float("tolerance", None, "Smallest difference (fraction of the images) a masking check counts "
                    "(default 0.02, at least 2 images).")
 flags.DEFINE_integer("seed", None, "Seed of the run (default 0).")
@@ -49,7 +52,7 @@ flags.DEFINE_bool("report_only", False, "Only rewrite the report from the cells 
 cli.define_executor_flags()
 FLAGS = flags.FLAGS
 PLAN_FLAGS = ("images", "steps", "restarts", "square_queries", "eot_grid", "bpda_eot", "passes", "rule", "threats",
-              "tolerance", "seed")
+              "tolerance", "seed", "linf", "l2")
 
 
 def main(argv):
@@ -62,7 +65,7 @@ def main(argv):
     defenses = battery.parse_defenses(FLAGS.defense)
     plan = battery.plan_for(data.canonical_name(FLAGS.dataset), **{name: FLAGS[name].value for name in PLAN_FLAGS})
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
-    work_dir = FLAGS.work_dir or os.path.join("runs", f"battery_{dataset.name}")
+    work_dir = FLAGS.work_dir or os.path.join("runs", f"battery_{plan.name()}")
     run = battery.Battery(dataset, plan, defenses, work_dir, FLAGS.transfer_from, FLAGS.attacks,
                           log=lambda line: print(line, flush=True))
     cli.run_cells(run, FLAGS)

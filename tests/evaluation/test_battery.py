@@ -99,6 +99,28 @@ def test_battery_cells_resume_and_refuse_changed_settings(real_mnist, toys, tmp_
     with pytest.raises(ConfigError, match="steps"):
         battery.Battery(real_mnist, battery.plan_for("mnist", **{**SMALL, "images": 10, "steps": 11}), defenses,
                         str(tmp_path))
+    with pytest.raises(ConfigError, match="linf"):  # another radius is another run
+        battery.Battery(real_mnist, battery.plan_for("mnist", threats=("linf",), linf=0.1, **{**SMALL, "images": 10}),
+                        defenses, str(tmp_path))
+
+
+def test_a_radius_other_than_the_standard_one_is_attacked_and_names_the_run(real_mnist, toys, tmp_path):
+    plan = battery.plan_for("mnist", linf=0.3, l2=1.5)
+    assert (plan.eps("linf"), plan.eps("l2"), plan.name()) == (0.3, 1.5, "mnist_l21.5")  # 0.3 is the standard
+    for bad, message in (({"linf": 1.5}, "exceeds 1"), ({"l2": 0}, "l2 radius"), ({"linf": -0.1}, "linf radius")):
+        with pytest.raises(ConfigError, match=message):
+            battery.plan_for("mnist", **bad)
+    # the toy classifier at L-inf 0.02 keeps most images, at the standard 0.3 none: the radius is the one attacked
+    _, paths = toys
+    defenses = battery.parse_defenses([f"Plain=none={paths['plain']}"])
+    robust = {}
+    for linf in (0.02, 0.3):
+        plan = battery.plan_for("mnist", threats=("linf",), linf=linf, **{**SMALL, "images": 20})
+        run = battery.Battery(real_mnist, plan, defenses, str(tmp_path / plan.name()), attacks=["pgd_ce"],
+                              log=lambda line: None)
+        run.run()
+        robust[linf] = run.results()["Plain"]["linf"]["summary"]["robust_accuracy"]
+    assert robust[0.3] == 0.0 and robust[0.02] >= 0.5, robust
 
 
 def test_settings_and_defense_items_are_checked(tmp_path):

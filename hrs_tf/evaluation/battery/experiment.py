@@ -93,7 +93,9 @@ class Battery(CellExperiment):
         self.y = np.asarray(dataset.y_test[:plan.images], np.int64)
         self._targets = {}
         self.cells = CellStore(work_dir, log, seed=plan.seed, reseed=[self._reseed])
-        settings = {k: v for k, v in dataclasses.asdict(plan).items() if k != "threats"}  # a threat may be added
+        # a threat may be added; a radius is stored only when set (a run made before radii could be set resumes)
+        settings = {k: v for k, v in dataclasses.asdict(plan).items() if k not in ("threats", "linf", "l2")}
+        settings.update(plan.radius_overrides())
         check_settings(work_dir, {"battery": {**settings, "transfer_from": self.transfer_from},
                                   "defenses": {d.label: {"spec": d.spec, "path": d.path} for d in self.defenses}},
                        ["battery"], "a battery run with other settings", merged=["defenses"])

@@ -33,9 +33,21 @@ class Plan:
     tolerance: float = 0.02
     min_images: int = 2
     seed: int = 0
+    linf: float = None  # a radius other than the data set's standard one (e.g. a paper's), else None
+    l2: float = None
 
     def eps(self, threat):
-        return RADII[threat][self.dataset]
+        given = getattr(self, threat)
+        return RADII[threat][self.dataset] if given is None else given
+
+    def radius_overrides(self):
+        """{threat: radius} of the radii set instead of the data set's standard ones."""
+        return {t: getattr(self, t) for t in THREATS if getattr(self, t) is not None}
+
+    def name(self):
+        """The run's name in file names: the data set, then each radius set instead of the standard one
+        (``mnist``, ``mnist_linf0.1``)."""
+        return self.dataset + "".join(f"_{t}{r:g}" for t, r in self.radius_overrides().items())
 
     def counts(self, n_images):
         """The smallest number of images a check counts as a difference among ``n_images``."""
@@ -62,6 +74,12 @@ def plan_for(dataset, **overrides):
         given["threats"] = tuple(checks.choice(t, "threat", THREATS) for t in given["threats"])
         if not given["threats"]:
             raise ConfigError("threats is empty; choose linf, l2 or both")
+    for threat in THREATS:
+        if threat in given:
+            radius = checks.positive(given[threat], f"{threat} radius")
+            if threat == "linf" and radius > UNBOUNDED_LINF:
+                raise ConfigError(f"linf radius {radius:g} exceeds {UNBOUNDED_LINF:g}: pixels are in [0, 1]")
+            given[threat] = None if radius == RADII[threat][dataset] else radius  # the standard radius: the default
     if "rule" in given:
         checks.choice(given["rule"], "decision rule", ("single", "mc", "vote"))
     if "tolerance" in given:

@@ -49,7 +49,7 @@ def leaderboard_rows(battery, results):
 def write_report(battery, docs_dir, command):
     """Writes the page and its plot; returns the page's path."""
     plan, results = battery.plan, battery.results()
-    name = battery.dataset.name
+    name = plan.name()
     headers = ["defense", "clean"]
     for threat in plan.threats:
         t = _threat_title(plan, threat)
