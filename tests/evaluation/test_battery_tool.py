@@ -57,7 +57,7 @@ def test_helpfull_lists_the_tools_flags_not_tensorflows():
 def test_cifar10_runs_at_its_own_radii_from_an_archive_in_the_canonical_format(tmp_path):
     """CIFAR-10 is not available offline: the battery reads a small archive in the canonical format (20 test images)
     and attacks at the data set's radii (L-inf 8/255, L2 0.5); a model that ignores its input keeps exactly its clean
-    accuracy, an untrained one never gains accuracy under attack."""
+    accuracy, and every attack cell of an untrained one records the data set's radius."""
     import keras
 
     from tests.data.test_loading import cifar_batches, cifar_members, write_cifar_archive
@@ -80,10 +80,12 @@ def test_cifar10_runs_at_its_own_radii_from_an_archive_in_the_canonical_format(t
     numbers = json.loads((tmp_path / "docs" / "battery" / "cifar10.json").read_text())
     assert numbers["plan"]["radii"] == {"linf": pytest.approx(8 / 255), "l2": pytest.approx(0.5)}
     expected = float(np.mean(np.array(batches["test_batch"][b"labels"]) == label))
+    radius = {"linf": 8 / 255, "l2": 0.5}
     for threat in ("linf", "l2"):
         constant_summary = numbers["defenses"]["Constant"][threat]["summary"]
         assert constant_summary["clean_accuracy"] == pytest.approx(expected)
         assert constant_summary["robust_accuracy"] == pytest.approx(expected)
-        plain_summary = numbers["defenses"]["Plain"][threat]["summary"]
-        assert plain_summary["robust_accuracy"] <= plain_summary["clean_accuracy"]
+        for attack in ("pgd_ce", "apgd_dlr", "square"):  # every attack ran at the data set's radius
+            cell = json.loads((tmp_path / "work" / "cells" / "attack" / f"Plain_{threat}_{attack}.json").read_text())
+            assert cell["eps"] == pytest.approx(radius[threat])
     assert (tmp_path / "docs" / "battery_cifar10.md").read_text().startswith("# Adaptive-attack battery: cifar10")

@@ -197,8 +197,7 @@ def _eot(ctx):
 @entry("fixed", "fixed randomness (derandomized PGD-CE)", ADAPTIVE, applies=_stochastic)
 def _fixed(ctx):
     with stochastic.fixed_realisation(ctx.target.attack_model, stochastic.OFF):
-        out = pgd_restarts(ctx, losses.cross_entropy, 1, halves=False)
-    return out
+        return pgd_restarts(ctx, losses.cross_entropy, 1, halves=False)
 
 
 @entry("bpda", "BPDA PGD-CE", ADAPTIVE, applies=lambda target: bool(target.bpda_layers))
@@ -237,9 +236,7 @@ def craft_transfer(model, x, y, threat_norm, eps, plan, seed):
         start = initial_point(x, threat_norm, eps, True, None, seed + 7919 * r)
         adv = iterate(model, objective, x, y, start, eps, STEP_FRACTION * eps / steps, steps, threat_norm, 1)
         now = np.argmax(np.asarray(model(adv, training=False)), axis=-1) != y
-        take = now & ~fooled
-        best[take] = adv[take]
-        best[~fooled & ~now] = adv[~fooled & ~now]
+        best[~fooled] = adv[~fooled]  # an image not yet fooled takes this restart's iterate; a fooled one keeps its own
         fooled |= now
     return best
 

@@ -149,7 +149,7 @@ class Battery(CellExperiment):
         def compute():
             target = self.target(label)
             labels = target.labels(self.x)
-            out = {**target.describe(), "correct": (labels == self.y).tolist(),
+            out = {**target.describe(), "labels": labels.tolist(), "correct": (labels == self.y).tolist(),
                    "rejected": int((labels == REJECTED).sum())}
             if not target.stochastic:
                 a = np.asarray(target.attack_model(self.x[:100], training=False))
@@ -201,7 +201,8 @@ class Battery(CellExperiment):
 
         def compute():
             clean = self.clean(label)
-            labels = self.target(label).labels(self.x)
+            # the clean cell's decisions (cells stored before it kept them: decided again)
+            labels = np.asarray(clean["labels"]) if "labels" in clean else self.target(label).labels(self.x)
             reachable = np.array([np.any((labels != yi) & (labels != REJECTED)) for yi in self.y])
             correct = np.asarray(clean["correct"], bool)
             ctx = self._context(label, "linf", key, eps=UNBOUNDED_LINF)

@@ -121,7 +121,7 @@ def summary_json(battery, results):
 
     out = {}
     for label, r in results.items():
-        target = {k: v for k, v in r["clean"].items() if k not in ("correct", "cell")}
+        target = {k: v for k, v in r["clean"].items() if k not in ("labels", "correct", "cell")}
         out[label] = {"target": target, **{t: {"summary": r[t]["summary"], "flags": r[t]["flags"]}
                                            for t in battery.plan.threats if t in r}}
     plan = {**dataclasses.asdict(battery.plan), "radii": {t: battery.plan.eps(t) for t in battery.plan.threats}}
