@@ -8,10 +8,11 @@
 Schemes by their paper names (Standard, Dropout, RS-1, MagNet, RC, ...) or as any defense spec (``rs1:0.7``,
 ``none``, ``hrs:5x5``). Member k lives in ``<work_dir>/model_<k>/`` (seed and training indices derived from --seed
 and k, recorded in the manifest by their hash); a wrapped or installed scheme (RC, MagNet) has its source model
-trained in each member's folder. Rerunning the same command trains only what is missing; a larger --models extends
-the fleet; other settings in the same --work_dir are refused. ``--train_images=N``: members draw from the first N.
-Each member is a cell of its own: ``--executor=ray`` trains members at once as Ray tasks (a local Ray instance, or
-``--ray_address`` of an existing cluster; see the README).
+trained in each member's folder, or taken from ``--source_fleet``, a fleet of that source made with the same
+settings (member k's source is its member k: not trained twice). Rerunning the same command trains only what is
+missing; a larger --models extends the fleet; other settings in the same --work_dir are refused.
+``--train_images=N``: members draw from the first N. Each member is a cell of its own: ``--executor=ray`` trains
+members at once as Ray tasks (a local Ray instance, or ``--ray_address`` of an existing cluster; see the README).
 """
 
 import os
@@ -38,6 +39,8 @@ flags.DEFINE_string("work_dir", None, "Folder of the fleet (model_<k>/ folders a
 flags.mark_flag_as_required("work_dir")
 recipe_flags.define("every fleet model", "Members draw their share from the first N training images (a quick run).",
                     any_arch=True)
+flags.DEFINE_string("source_fleet", None, "Folder of a fleet of the scheme's source (the Dropout model of RC / MagNet) "
+                    "made with the same settings: member k's source is its member k (made there if missing).")
 flags.DEFINE_list("only", None, "Make only these members (indices, e.g. 0,1), the others later.")
 cli.define_executor_flags()
 FLAGS = flags.FLAGS
@@ -61,7 +64,8 @@ def main(argv):
         dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
         surrogates = fleet.Fleet(dataset, spec, FLAGS.work_dir, models=FLAGS.models, epochs=epochs,
                                  source_epochs=FLAGS.source_epochs, train_fraction=FLAGS.train_fraction,
-                                 seed=FLAGS.seed, settings=settings, log=lambda line: print(line, flush=True))
+                                 seed=FLAGS.seed, settings=settings, log=lambda line: print(line, flush=True),
+                                 source_fleet=FLAGS.source_fleet)
         finished = surrogates.train(only, executor=executor)
     finally:
         executor.close()

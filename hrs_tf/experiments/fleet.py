@@ -5,8 +5,10 @@ other ... For each surrogate model, we randomly select half of the original data
 Member k of a fleet in ``work_dir`` is a :class:`hrs_tf.experiments.model_store.ModelStore` in
 ``<work_dir>/model_<k>/`` over the member's training images (:func:`training_indices`, a seeded draw that is
 recorded by its hash, not saved: it is derivable) with training seed :func:`member_seed`. A spec made from a source
-model (a wrapped or installed defense) has its source trained in the same store, as the Random Spiking study does.
-Any registered defense works.
+model (a wrapped or installed defense) has its source trained in the same store, as the Random Spiking study does,
+or taken from a fleet of that source made with the same settings (``source_fleet``: member k's source is that
+fleet's member k, the same seed and images, so the same model; it is trained there if missing, not twice). Any
+registered defense works.
 
 Making member k is a cell of its own (kind ``fleet``, name ``<label> model <k>``; :meth:`Fleet.member_cells`):
 members are independent, so they may train at once on the workers of an executor
@@ -21,17 +23,16 @@ same folder is refused; asking for more models extends the fleet.
 """
 
 import dataclasses
-import hashlib
 import os
 import time
-
-import numpy as np
 
 from hrs_tf import checks, fileio
 from hrs_tf.defenses import registry
 from hrs_tf.errors import ConfigError
-from hrs_tf.experiments.cells import check_settings, json_ready
+from hrs_tf.experiments.cells import SETTINGS_FILE, check_settings, json_ready
 from hrs_tf.experiments.execution import Cell, Needs, Recipe, cell_seed, execute
+from hrs_tf.experiments.fleet_members import (check_epochs, check_fraction, indices_hash, member_dataset,
+                                              member_seed, total_epochs, training_indices)
 from hrs_tf.experiments.model_store import ModelStore
 
 MANIFEST_FILE = "fleet.json"
@@ -41,66 +42,6 @@ MODELS = 16  # models per scheme [paper 16]
 TRAIN_FRACTION = 0.5  # each model's share of the training set [paper: half]
 POOL_SETTING = "train_images"  # a training setting the fleet applies itself: members draw from the first N images
 CONTENT_KEYS = ("dataset", "train_pool", "spec", "epochs", "source_epochs", "train_fraction", "seed", "settings")
-
-
-# -- what each member is ---------------------------------------------------------------------------------------
-def member_seed(seed, k):
-    """The training seed of member ``k`` of a fleet with seed ``seed``: a 31-bit draw of
-    ``SeedSequence([seed, k])`` (distinct across (seed, k) up to 2^-31 collisions, and safe as a TF int32 seed)."""
-    seed, k = checks.count(seed, "seed"), checks.count(k, "model")
-    return int(np.random.SeedSequence([seed, k]).generate_state(1, np.uint32)[0] >> 1)
-
-
-def check_fraction(value, name="train_fraction"):
-    """A fraction of the training set in (0, 1]."""
-    v = checks.number(value, name)
-    if not 0.0 < v <= 1.0:
-        raise ConfigError(f"{name}={value!r} must be in (0, 1] (the share of the training set each model trains on)")
-    return v
-
-
-def training_indices(num_train, fraction, seed, k):
-    """The sorted int64 indices of member ``k``'s training images: ``round(fraction * num_train)`` distinct ones drawn
-    without replacement by ``default_rng([seed, k, 1])`` (a stream of its own); fraction 1 gives every index."""
-    num_train = checks.count(num_train, "num_train", minimum=1)
-    fraction = check_fraction(fraction)
-    count = int(round(fraction * num_train))
-    if count < 1:
-        raise ConfigError(f"train_fraction={fraction!r} of {num_train} training images leaves none to train on")
-    if count == num_train:
-        return np.arange(num_train, dtype=np.int64)
-    rng = np.random.default_rng([checks.count(seed, "seed"), checks.count(k, "model"), 1])
-    return np.sort(rng.choice(num_train, size=count, replace=False)).astype(np.int64)
-
-
-def indices_hash(indices):
-    """sha256 (hex) of the int64 bytes of ``indices`` (what the manifest records of a member's training set)."""
-    return hashlib.sha256(np.ascontiguousarray(indices, dtype=np.int64).tobytes()).hexdigest()
-
-
-def member_dataset(dataset, indices, k):
-    """``dataset`` with only the training images at ``indices`` (the test split untouched)."""
-    indices = np.asarray(indices, dtype=np.int64)
-    return dataclasses.replace(
-        dataset, x_train=dataset.x_train[indices], y_train=dataset.y_train[indices],
-        source=f"{dataset.source}; fleet member {k}: {len(indices)} of its {len(dataset.x_train)} training images "
-               f"(indices sha256 {indices_hash(indices)[:16]})")
-
-
-def check_epochs(epochs, name="epochs"):
-    """None, a whole number >= 1 or a list of them (one per HRS block)."""
-    if epochs is None:
-        return None
-    if isinstance(epochs, (list, tuple)):
-        return [checks.count(e, name, minimum=1) for e in epochs]
-    return checks.count(epochs, name, minimum=1)
-
-
-def total_epochs(epochs):
-    """Passes over the training images of a model trained for ``epochs`` (a list: one per block, summed)."""
-    if epochs is None:
-        return 0
-    return sum(epochs) if isinstance(epochs, list) else int(epochs)
 
 
 def _is_derived(spec):
@@ -128,7 +69,7 @@ class Fleet:
     """
 
     def __init__(self, dataset, spec, work_dir, models=MODELS, epochs=None, source_epochs=None,
-                 train_fraction=TRAIN_FRACTION, seed=0, settings=None, log=print):
+                 train_fraction=TRAIN_FRACTION, seed=0, settings=None, log=print, source_fleet=None):
         self.dataset = dataset
         self.spec = registry.parse(spec)
         self.models = checks.count(models, "models", minimum=1)
@@ -157,6 +98,7 @@ class Fleet:
         training_indices(self.num_train, self.train_fraction, self.seed, 0)  # refuses a fraction leaving no image
         self.trainer_settings = {k: v for k, v in self.settings.items() if k != POOL_SETTING}
         self.manifest_path = os.path.join(work_dir, MANIFEST_FILE)
+        self.source_fleet = None if source_fleet is None else self._check_source_fleet(source_fleet)
         check_settings(work_dir, self._header(), CONTENT_KEYS, "a fleet",
                        hint="use another --work_dir or the original settings (only --models may change)")
         stored = fileio.read_json(self.manifest_path) if os.path.exists(self.manifest_path) else {}
@@ -166,6 +108,38 @@ class Fleet:
         self._models = {}
         self._seed = None  # the current cell's seed (see reseed)
         self._planned = None  # the members cell_plan lists (train sets them; None: all)
+
+    @classmethod
+    def at(cls, dataset, work_dir, log=print):
+        """The fleet whose settings ``work_dir`` holds (ConfigError if it holds none)."""
+        path = os.path.join(work_dir, SETTINGS_FILE)
+        if not os.path.exists(path):
+            raise ConfigError(f"{work_dir!r} holds no fleet (no {SETTINGS_FILE}); train it with tools/train_fleet.py")
+        h = fileio.read_json(path)
+        return cls(dataset, h["spec"], work_dir, models=h["models"], epochs=h["epochs"],
+                   source_epochs=h["source_epochs"], train_fraction=h["train_fraction"], seed=h["seed"],
+                   settings=h["settings"], log=log)
+
+    def _check_source_fleet(self, other):
+        """``other`` (a Fleet or its folder) if its member k is this fleet's source model k: the source spec and
+        epochs, the same training pool, share, seed and settings, and at least as many models; else ConfigError."""
+        other = other if isinstance(other, Fleet) else Fleet.at(self.dataset, other, log=self.log)
+        if self.source is None:
+            raise ConfigError(f"{self.spec.text!r} has no source model; a source fleet does not apply to it")
+        mine = {"spec": self.source.text, "epochs": self.source_epochs, "dataset": self.pool.name,
+                "train_pool": self.num_train, "train_fraction": self.train_fraction, "seed": self.seed,
+                "settings": self.settings}
+        theirs = {"spec": other.spec.text, "epochs": other.epochs, "dataset": other.pool.name,
+                  "train_pool": other.num_train, "train_fraction": other.train_fraction, "seed": other.seed,
+                  "settings": other.settings}
+        differ = [f"{key} {theirs[key]!r}, not {mine[key]!r}" for key in mine if json_ready(mine[key]) !=
+                  json_ready(theirs[key])]
+        if other.models < self.models:
+            differ.append(f"{other.models} models, not {self.models}")
+        if differ:
+            raise ConfigError(f"the fleet in {other.work_dir!r} cannot be the source fleet of {self.spec.text!r}: it has "
+                              + "; ".join(differ))
+        return other
 
     def _pool(self, dataset):
         """The training images the members draw from: all, or the first ``train_images`` of them."""
@@ -182,7 +156,8 @@ class Fleet:
         return json_ready({"dataset": self.pool.name, "train_pool": self.num_train, "spec": self.spec.text,
                            "label": self.label, "epochs": self.epochs, "source_epochs": self.source_epochs,
                            "train_fraction": self.train_fraction, "seed": self.seed, "settings": self.settings,
-                           "models": self.models})
+                           "models": self.models, "source_fleet": None if self.source_fleet is None else
+                           os.path.relpath(self.source_fleet.work_dir, self.work_dir)})
 
     # -- members ---------------------------------------------------------------------------------------------
     def indices(self, k):
@@ -194,7 +169,7 @@ class Fleet:
         k = self._member(k)
         dataset = member_dataset(self.pool, self.indices(k), k)
         store = ModelStore(dataset, os.path.join(self.work_dir, f"model_{k}"), seed=member_seed(self.seed, k),
-                           settings=self.trainer_settings, log=self.log)
+                           settings=self.trainer_settings, log=self.log, existing=self._source_file(k))
         store.add(self.label, self.spec, None if _is_derived(self.spec) else self.epochs)
         if self.source is not None and store.name_of(self.source) is None:
             store.add(self.source.label, self.source, None if _is_derived(self.source) else self.source_epochs)
@@ -207,6 +182,19 @@ class Fleet:
             if self._seed is not None:
                 store.reseed(self._member_seed(k))
         return self._stores[k]
+
+    def _source_file(self, k):
+        """{source label: path} of member ``k``'s source model when it is not this member's own: the file its
+        record names (outside its folder), else the source fleet's member ``k`` (made or to be made); else {}."""
+        entry = self._entries.get(k) or {}
+        if entry.get("source_file") is not None:
+            path = os.path.normpath(os.path.join(self.work_dir, entry["source_file"]))
+            own = os.path.join(os.path.normpath(self.work_dir), f"model_{k}") + os.sep
+            return {} if path.startswith(own) else {self.source.label: path}
+        if self.source_fleet is None:
+            return {}
+        theirs = self.source_fleet.store(k)
+        return {self.source.label: theirs.path(self.source_fleet.label)}
 
     def _member(self, k):
         k = checks.count(k, "model")
@@ -280,16 +268,19 @@ class Fleet:
         """The key of member ``k``'s cell (what a cell using its model waits for)."""
         return f"{FLEET}/{self.cell_name(k)}"
 
-    def member_cells(self, members=None, needs=Needs()):
-        """The cells making members ``members`` (default: every one), in order; ``args`` = (label, member)."""
+    def member_cells(self, members=None, needs=Needs(), after_source=False):
+        """The cells making members ``members`` (default: every one), in order; ``args`` = (label, member).
+        ``after_source``: the plan lists the source fleet's cells too, and member k waits for its source's."""
         members = range(self.models) if members is None else sorted({self._member(k) for k in members})
-        return [Cell(FLEET, self.cell_name(k), args=(self.label, k), needs=needs) for k in members]
+        after = (lambda k: (self.source_fleet.cell_key(k),)) if after_source and self.source_fleet else (lambda k: ())
+        return [Cell(FLEET, self.cell_name(k), args=(self.label, k), needs=needs, after=after(k)) for k in members]
 
     def recipe(self):
         """How a worker builds this fleet (absolute work folder)."""
         return Recipe(Fleet, dataset=self.dataset, spec=self.spec.text, work_dir=os.path.abspath(self.work_dir),
                       models=self.models, epochs=self.epochs, source_epochs=self.source_epochs,
-                      train_fraction=self.train_fraction, seed=self.seed, settings=self.settings)
+                      train_fraction=self.train_fraction, seed=self.seed, settings=self.settings,
+                      source_fleet=None if self.source_fleet is None else os.path.abspath(self.source_fleet.work_dir))
 
     def cell_plan(self):
         return self.member_cells(self._planned)
@@ -322,6 +313,8 @@ class Fleet:
         """Trains what member ``k`` is made from (seeded by the member) and writes its record atomically."""
         import keras
 
+        if self.source_fleet is not None and not self._is_finished(k) and not self.source_fleet._is_finished(k):
+            self.source_fleet._make(k)  # trained where it belongs, once
         keras.utils.set_random_seed(cell_seed(self.cell_key(k), self.seed))
         store = self._store(k, new=True)
         indices = self.indices(k)

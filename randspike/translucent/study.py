@@ -110,7 +110,10 @@ class TranslucentStudy:
         self._spec = {spec.label: spec for spec in self.specs}
         self.cells = CellStore(work_dir, log, seed=plan.seed, reseed=[self.reseed])
         self.read_only = False
-        self.fleets = {spec.label: self._fleet(spec) for spec in self.specs}
+        self.fleets = {}
+        for spec in sorted(self.specs, key=lambda s: s.source() is not None):  # sources' fleets first
+            self.fleets[spec.label] = self._fleet(spec)
+        self.fleets = {spec.label: self.fleets[spec.label] for spec in self.specs}
         self._classifiers = {}
         self._seed = None  # the current cell's seed (see reseed)
         self._examples = {}  # generate cell name -> its loaded examples
@@ -124,7 +127,13 @@ class TranslucentStudy:
                      models=self.plan.models, epochs=None if spec.make == "wrapped" else epochs,
                      source_epochs=None if spec.source() is None else self.plan.epochs,
                      train_fraction=self.plan.train_fraction, seed=self.plan.seed, settings=dict(self.plan.settings),
-                     log=self.log)
+                     log=self.log, source_fleet=self._source_fleet(spec))
+
+    def _source_fleet(self, spec):
+        """The study's fleet of ``spec``'s source (a wrapped or installed scheme's, e.g. RC's or MagNet's Dropout
+        model) if it has one: the same seed, halves and recipe give the same models, which are not trained twice."""
+        source = spec.source()
+        return next((f for f in self.fleets.values() if source is not None and f.spec == source), None)
 
     def check(self):
         p = self.plan
@@ -283,7 +292,7 @@ class TranslucentStudy:
         after their examples and target models (``args``: kind, labels, group, K, chunk of :meth:`judged`)."""
         todo = []
         for spec in self.specs:
-            todo += self.fleets[spec.label].member_cells()
+            todo += self.fleets[spec.label].member_cells(after_source=True)
         for spec in self.specs:
             fleet = self.fleets[spec.label]
             for group in self.groups():

@@ -212,3 +212,60 @@ def test_the_tool_refuses_a_bad_fraction_before_writing_anything(tmp_path):
     assert lines[-1] == "error: train_fraction=1.5 must be in (0, 1] (the share of the training set each model trains on)"
     assert "Traceback" not in result.stderr and sum(line.startswith("error:") for line in lines) == 1
     assert not work.exists()
+
+
+def test_a_wrapped_fleet_takes_its_sources_from_a_fleet_of_its_source(defenses, small_mnist, tmp_path):
+    quiet = lambda line: None  # noqa: E731
+    common = dict(settings={"train_images": 200}, log=quiet)
+    source = fleet.Fleet(small_mnist, CentroidDefense.name, str(tmp_path / "centroid"), models=2, epochs=3, **common)
+    wrapped = fleet.Fleet(small_mnist, MarkedDefense.name, str(tmp_path / "marked"), models=2, source_epochs=3,
+                          source_fleet=source, **common)
+    # planned with its source's cells, member k waits for source member k; alone it waits for nothing
+    assert [c.after for c in wrapped.member_cells(after_source=True)] == [(source.cell_key(k),) for k in range(2)]
+    assert [c.after for c in wrapped.member_cells()] == [(), ()]
+    source.train([0])  # member 0's source exists; member 1's is made in the source fleet by the wrapped fleet
+    wrapped.train()
+    assert [c["seed"] for c in CALLS] == [fleet.member_seed(0, 0), fleet.member_seed(0, 1)]  # each trained once
+    assert source.finished() == [0, 1] and source.train() == [0, 1] and len(CALLS) == 2
+    for k, entry in enumerate(wrapped.manifest()["members"]):
+        assert entry["source_file"] == os.path.join("..", "centroid", f"model_{k}", "models", "fleet_test_centroid.h5")
+        assert entry["trained_epochs"] == 0 and entry["seconds"] == 0.0
+        assert not (tmp_path / "marked" / f"model_{k}" / "models" / "fleet_test_centroid.h5").exists()
+    assert wrapped.manifest()["source_fleet"] == os.path.join("..", "centroid")
+    model = wrapped.model(1)
+    assert model is APPLIED[-1]
+    for mine, theirs in zip(model.get_weights(), source.model(1).get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    # the folder alone names the fleet (a worker, or the tool's --source_fleet, opens it so)
+    reopened = fleet.Fleet(small_mnist, MarkedDefense.name, str(tmp_path / "marked"), models=2, source_epochs=3,
+                           source_fleet=str(tmp_path / "centroid"), **common)
+    assert reopened.source_fleet.spec == source.spec and reopened.finished() == [0, 1] and len(CALLS) == 2
+
+    # a fleet whose members are not this fleet's sources is refused, in one line naming what differs
+    other = {"seed": dict(seed=1), "train_fraction": dict(train_fraction=0.25), "epochs": dict(source_epochs=2),
+             "settings": dict(settings={"train_images": 100}), "models": dict(models=3)}
+    for what, changes in other.items():
+        kwargs = dict(dict(common, source_epochs=3, models=2), **changes)
+        refused = rf"cannot be the source fleet of '{MarkedDefense.name}': it has .*{what}"
+        with pytest.raises(ConfigError, match=refused) as e:
+            fleet.Fleet(small_mnist, MarkedDefense.name, str(tmp_path / what), source_fleet=source, **kwargs)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="has no source model; a source fleet does not apply"):
+        fleet.Fleet(small_mnist, CentroidDefense.name, str(tmp_path / "plain"), source_fleet=source, **common)
+    with pytest.raises(ConfigError, match=r"holds no fleet \(no plan.json\)"):
+        fleet.Fleet(small_mnist, MarkedDefense.name, str(tmp_path / "x"), source_fleet=str(tmp_path / "none"), **common)
+
+
+def test_the_tool_refuses_a_source_fleet_that_does_not_fit_before_training(tiny_mnist_dir, tmp_path):
+    source = run_script("train_fleet.py", "--scheme=Standard", "--models=1", "--epochs=1", "--train_images=100",
+                        f"--data_dir={tiny_mnist_dir}", f"--work_dir={tmp_path / 'standard'}")
+    assert source.returncode == 0, source.stderr[-2000:]
+    work = tmp_path / "rc"
+    for folder, message in ((tmp_path / "none", "holds no fleet (no plan.json)"),
+                            (tmp_path / "standard", "cannot be the source fleet of 'region': it has spec 'rs_standard', not 'rs_dropout'")):
+        result = run_script("train_fleet.py", "--scheme=RC", "--models=1", "--epochs=1", "--train_images=100",
+                            f"--data_dir={tiny_mnist_dir}", f"--work_dir={work}", f"--source_fleet={folder}")
+        assert result.returncode != 0
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and message in last and "Traceback" not in result.stderr
+    assert not work.exists() and not (tmp_path / "none").exists()

@@ -264,3 +264,23 @@ def test_a_cell_draws_the_same_whatever_was_computed_before_it(defenses, real_mn
     assert judged == stored(tmp_path / "reversed", "cells") and len(judged) == 4
     assert any(cell.get("examples") for cell in judged.values())  # examples were found and judged by MC passes
     assert same_examples(tmp_path / "in_order", tmp_path / "reversed") == (True, 2)
+
+
+def test_wrapped_and_installed_schemes_take_their_sources_from_the_study_s_dropout_fleet(real_mnist, tmp_path):
+    """RC's and MagNet's member k is made from the Dropout model k: the study's Dropout fleet's, not a copy (the same
+    seed and half would train the very same weights again)."""
+    plan = study.plan_for("mnist", schemes=("RC", "MagNet", "Dropout", "RS-1"), models=4, sources=2, single_sources=1,
+                          threshold=1, epochs=1, magnet_epochs=1, images=10, attack_batch=10, confidences=(0,))
+    run = study.TranslucentStudy(real_mnist, plan, str(tmp_path / "work"), log=lambda line: None)
+    dropout = run.fleets["Dropout"]
+    labels = list(run.fleets)
+    assert labels == [study.schemes.spec_of(s).label for s in plan.schemes]  # the plan's order, sources made first
+    for label in labels:
+        expected = dropout if label in (labels[0], labels[1]) else None
+        assert run.fleets[label].source_fleet is expected
+    members = [c for c in run.cell_plan() if c.kind == "fleet"]
+    assert {c.name: c.after for c in members if c.name.startswith(labels[0])} == \
+        {f"{labels[0]} model {k}": (dropout.cell_key(k),) for k in range(4)}
+    assert all(c.after == () for c in members if c.name.startswith(("Dropout", "RS-1")))
+    local_order = [c.key for c in ordered(members, set())]
+    assert local_order.index(members[0].key) > local_order.index(dropout.cell_key(0))
