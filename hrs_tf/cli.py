@@ -82,6 +82,19 @@ def define_data_flags(dataset="mnist"):
     flags.DEFINE_string("data_dir", None, f"Folder holding the data set (else ${data.DATA_DIR_ENV}, the Keras cache, download).")
 
 
+def define_model_output_flag(text="Output model path (.h5); a JSON sidecar is written beside it."):
+    """``--output``, required: the .h5 file a training tool writes (checked by :func:`model_output`)."""
+    flags.DEFINE_string("output", None, text)
+    flags.mark_flag_as_required("output")
+
+
+def model_output(path):
+    """``path`` if it names an .h5 file (the format every saved model of this project uses); ConfigError otherwise."""
+    if not path.endswith(".h5"):
+        raise ConfigError(f"--output={path!r} must end in .h5")
+    return path
+
+
 def define_executor_flags():
     """``--executor`` (local / ray), ``--ray_address``, ``--ray_workers``, ``--ray_threads``: where an experiment's
     cells run (:mod:`hrs_tf.experiments.execution`)."""

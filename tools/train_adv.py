@@ -19,7 +19,6 @@ from absl import flags  # noqa: E402
 
 from hrs_tf import checks, cli, data, training  # noqa: E402
 from hrs_tf.defenses import adversarial_training, write_model  # noqa: E402
-from hrs_tf.errors import ConfigError  # noqa: E402
 
 cli.define_data_flags()
 cli.define_training_flags("Training epochs (default 40; a rerun with more epochs continues).")
@@ -29,14 +28,13 @@ flags.DEFINE_string("pgd_step_size", None, "PGD step size (default 4/3 eps / pgd
 flags.DEFINE_float("adv_fraction", 1.0, "Fraction of each batch replaced by PGD examples (Madry: 1).")
 flags.DEFINE_bool("random_start", True, "Uniform random start in the eps-ball.")
 flags.DEFINE_integer("eval_images", 500, "Test images for the final PGD accuracy (0: skip).")
-flags.DEFINE_string("output", None, "Output model path (.h5); sidecar JSON and checkpoint beside it.")
-flags.mark_flags_as_required(["eps", "output"])
+cli.define_model_output_flag("Output model path (.h5); sidecar JSON and checkpoint beside it.")
+flags.mark_flag_as_required("eps")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if not FLAGS.output.endswith(".h5"):
-        raise ConfigError(f"--output={FLAGS.output!r} must end in .h5")
+    cli.model_output(FLAGS.output)
     eps = checks.fraction(FLAGS.eps, "eps")
     step_size = None if FLAGS.pgd_step_size is None else checks.fraction(FLAGS.pgd_step_size, "pgd_step_size")
     adversarial_training.check_settings(eps, FLAGS.pgd_steps, step_size, FLAGS.adv_fraction)

@@ -11,19 +11,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from hrs_tf import cli, data, fileio, training  # noqa: E402
-from hrs_tf.errors import ConfigError  # noqa: E402
 from hrs_tf.models import serialization  # noqa: E402
 
 cli.define_data_flags()
 cli.define_training_flags("Training epochs (the reference uses 40).")
-flags.DEFINE_string("output", None, "Output model path (.h5); a JSON sidecar is written beside it.")
-flags.mark_flag_as_required("output")
+cli.define_model_output_flag()
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if not FLAGS.output.endswith(".h5"):
-        raise ConfigError(f"--output={FLAGS.output!r} must end in .h5")
+    cli.model_output(FLAGS.output)
     epochs = cli.parse_epochs(FLAGS.epochs, default=40)
     training.check_training_settings(epochs, FLAGS.batch_size, FLAGS.learning_rate)
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)

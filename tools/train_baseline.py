@@ -30,7 +30,7 @@ flags.DEFINE_string("base_model", None, "A trained model to make a derived defen
 cli.define_data_flags()
 cli.define_training_flags()
 flags.DEFINE_integer("eval_repeats", 5, "Repeated evaluations of the test set for the clean accuracy.")
-flags.DEFINE_string("output", None, "Output model path (.h5); a JSON sidecar is written beside it.")
+cli.define_model_output_flag()
 cli.define_listing_flags("defenses")
 flags.mark_flags_as_required(["defense", "output"])
 FLAGS = flags.FLAGS
@@ -40,8 +40,7 @@ def main(argv):
     from hrs_tf import defenses, training
     from hrs_tf.defenses import making
 
-    if not FLAGS.output.endswith(".h5"):
-        raise ConfigError(f"--output={FLAGS.output!r} must end in .h5")
+    cli.model_output(FLAGS.output)
     spec = defenses.parse(FLAGS.defense)
     checks.count(FLAGS.eval_repeats, "eval_repeats", minimum=1)
     epochs = cli.parse_epochs(FLAGS.epochs)  # None: the defense's reference value

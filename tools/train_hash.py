@@ -18,7 +18,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from hrs_tf import cli, data  # noqa: E402
-from hrs_tf.errors import ConfigError  # noqa: E402
 
 flags.DEFINE_string("base_model", None, "The trained model to install the hashed classifier on (.h5).")
 flags.DEFINE_string("cr1", None, "Compression rate of the first replaced layer, e.g. 1/4096 (default: the paper's rule).")
@@ -27,8 +26,7 @@ flags.DEFINE_integer("hash_seed", 1691, "Seed of the xxHash32 index and sign has
 flags.DEFINE_integer("base_epochs", 8, "Epochs of the undefended model when no --base_model is given.")
 cli.define_data_flags()
 cli.define_training_flags("Retraining epochs after the layers are replaced (paper: 3).")
-flags.DEFINE_string("output", None, "Output model path (.h5); a JSON sidecar is written beside it.")
-flags.mark_flag_as_required("output")
+cli.define_model_output_flag()
 FLAGS = flags.FLAGS
 
 
@@ -37,8 +35,7 @@ def main(argv):
     from hrs_tf import defenses
     from hrs_tf.defenses import making
 
-    if not FLAGS.output.endswith(".h5"):
-        raise ConfigError(f"--output={FLAGS.output!r} must end in .h5")
+    cli.model_output(FLAGS.output)
     given = {"cr1": FLAGS.cr1, "cr2": FLAGS.cr2}
     parts = [f"{key}={hashing.parse_rate(value)!r}" for key, value in given.items() if value is not None]
     if FLAGS.hash_seed != 1691:

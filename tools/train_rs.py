@@ -40,8 +40,7 @@ flags.DEFINE_integer("cw_iterations", None, "Adversarial schemes: C&W iterations
 flags.DEFINE_integer("cw_search_steps", None, "Adversarial schemes: C&W binary-search steps (default 9).")
 flags.DEFINE_float("cw_learning_rate", None, "Adversarial schemes: C&W Adam step (default 0.01).")
 flags.DEFINE_integer("eot", None, "Adversarial schemes: EOT samples per C&W step on the stochastic target (default 1).")
-flags.DEFINE_string("output", None, "Output model path (.h5); a JSON sidecar is written beside it.")
-flags.mark_flag_as_required("output")
+cli.define_model_output_flag()
 FLAGS = flags.FLAGS
 
 ADVERSARIAL_FLAGS = ("per_confidence", "kept", "l2_cutoff", "cw_iterations", "cw_search_steps", "cw_learning_rate",
@@ -52,8 +51,7 @@ def main(argv):
     from hrs_tf.defenses import making
     from randspike import schemes
 
-    if not FLAGS.output.endswith(".h5"):
-        raise ConfigError(f"--output={FLAGS.output!r} must end in .h5")
+    cli.model_output(FLAGS.output)
     spec = schemes.spec_of(FLAGS.scheme)
     keywords = [f"{name}={FLAGS[name].value}" for name in ADVERSARIAL_FLAGS if FLAGS[name].value is not None]
     if FLAGS.confidences:
