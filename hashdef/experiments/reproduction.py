@@ -58,6 +58,7 @@ class Plan:
     base_epochs: int = 8
     hash_epochs: int = 3
     adv_epochs: int = 0  # > 0 adds PGD adversarial training (Figures 3-4)
+    adv_steps: int = None  # its PGD steps per batch (default the adv defense's: Madry's 40)
     fast_images: int = 1000  # FGSM / BIM / MIM [whole test set]
     deepfool_images: int = 1000
     targeted_images: int = 10  # first test images (correct ones kept) x 9 targets: JSMA, C&W, EAD [100]
@@ -118,7 +119,8 @@ class Reproduction(CellExperiment):
         self.compressed = [self.models.add("Pruning", f"prune:{plan.prune_sparsity:g}"),
                            self.models.add("Quantization 8 bits", "quantize:8"),
                            self.models.add("Quantization 3 bits", "quantize:3")]
-        self.adv = self.models.add("PGD adv. training", "adv", plan.adv_epochs) if plan.adv_epochs else None
+        adv = "adv" if plan.adv_steps is None else f"adv:steps={plan.adv_steps}"
+        self.adv = self.models.add("PGD adv. training", adv, plan.adv_epochs) if plan.adv_epochs else None
         self.models.check_run(work_dir, dataclasses.asdict(plan), CONTENT_KEYS, "a hash reproduction")
 
     @property

@@ -116,9 +116,10 @@ class Fleet:
         if not os.path.exists(path):
             raise ConfigError(f"{work_dir!r} holds no fleet (no {SETTINGS_FILE}); train it with tools/train_fleet.py")
         h = fileio.read_json(path)
+        source_fleet = None if h.get("source_fleet") is None else os.path.join(work_dir, h["source_fleet"])
         return cls(dataset, h["spec"], work_dir, models=h["models"], epochs=h["epochs"],
                    source_epochs=h["source_epochs"], train_fraction=h["train_fraction"], seed=h["seed"],
-                   settings=h["settings"], log=log)
+                   settings=h["settings"], log=log, source_fleet=source_fleet)
 
     def _check_source_fleet(self, other):
         """``other`` (a Fleet or its folder) if its member k is this fleet's source model k: the source spec and
@@ -137,8 +138,8 @@ class Fleet:
         if other.models < self.models:
             differ.append(f"{other.models} models, not {self.models}")
         if differ:
-            raise ConfigError(f"the fleet in {other.work_dir!r} cannot be the source fleet of {self.spec.text!r}: it has "
-                              + "; ".join(differ))
+            raise ConfigError(f"the fleet in {other.work_dir!r} cannot be the source fleet of {self.spec.text!r}: "
+                              f"it has {'; '.join(differ)}")
         return other
 
     def _pool(self, dataset):
@@ -186,7 +187,7 @@ class Fleet:
     def _source_file(self, k):
         """{source label: path} of member ``k``'s source model when it is not this member's own: the file its
         record names (outside its folder), else the source fleet's member ``k`` (made or to be made); else {}."""
-        entry = self._entries.get(k) or {}
+        entry = self._entry(k) or {}
         if entry.get("source_file") is not None:
             path = os.path.normpath(os.path.join(self.work_dir, entry["source_file"]))
             own = os.path.join(os.path.normpath(self.work_dir), f"model_{k}") + os.sep
@@ -307,6 +308,8 @@ class Fleet:
         finally:
             self._planned = None
             self.write_manifest()
+            if self.source_fleet is not None:  # it may have made members for this fleet
+                self.source_fleet.write_manifest()
         return self.finished()
 
     def _make(self, k):

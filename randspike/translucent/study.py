@@ -6,7 +6,9 @@ the training data) in ``<work_dir>/fleets/<scheme>/``. The same first ``images``
 targets are attacked for every scheme, at every confidence K of the grid, in chunks of ``attack_batch`` images.
 The cells (:meth:`TranslucentStudy.cell_plan`, computed on any executor by :meth:`TranslucentStudy.run`):
 
-- ``fleet`` cells: the training of each fleet member (``<scheme> model <k>``), independent of each other;
+- ``fleet`` cells: the training of each fleet member (``<scheme> model <k>``), independent of each other, except
+  that a wrapped or installed scheme's member k is made from member k of its source's fleet when the plan has it
+  (RC's and MagNet's Dropout; :meth:`TranslucentStudy._source_fleet`) and waits for it;
 - ``generate`` cells: C&W against the ``sources`` first models at once (Multi-t) and against each of the
   ``single_sources`` first models alone (Single) (:mod:`.examples`), after those models' training; the 8-bit
   images go to ``<work_dir>/examples/<cell>.npz`` before the cell's JSON marks them done;

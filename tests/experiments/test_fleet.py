@@ -226,6 +226,7 @@ def test_a_wrapped_fleet_takes_its_sources_from_a_fleet_of_its_source(defenses, 
     source.train([0])  # member 0's source exists; member 1's is made in the source fleet by the wrapped fleet
     wrapped.train()
     assert [c["seed"] for c in CALLS] == [fleet.member_seed(0, 0), fleet.member_seed(0, 1)]  # each trained once
+    assert [e["model"] for e in json.loads((tmp_path / "centroid" / "fleet.json").read_text())["members"]] == [0, 1]
     assert source.finished() == [0, 1] and source.train() == [0, 1] and len(CALLS) == 2
     for k, entry in enumerate(wrapped.manifest()["members"]):
         assert entry["source_file"] == os.path.join("..", "centroid", f"model_{k}", "models", "fleet_test_centroid.h5")
@@ -240,6 +241,8 @@ def test_a_wrapped_fleet_takes_its_sources_from_a_fleet_of_its_source(defenses, 
     reopened = fleet.Fleet(small_mnist, MarkedDefense.name, str(tmp_path / "marked"), models=2, source_epochs=3,
                            source_fleet=str(tmp_path / "centroid"), **common)
     assert reopened.source_fleet.spec == source.spec and reopened.finished() == [0, 1] and len(CALLS) == 2
+    assert fleet.Fleet.at(small_mnist, str(tmp_path / "marked")).source_fleet.work_dir == \
+        os.path.join(str(tmp_path / "marked"), "..", "centroid")  # its folder names its source fleet too
 
     # a fleet whose members are not this fleet's sources is refused, in one line naming what differs
     other = {"seed": dict(seed=1), "train_fraction": dict(train_fraction=0.25), "epochs": dict(source_epochs=2),
@@ -261,8 +264,8 @@ def test_the_tool_refuses_a_source_fleet_that_does_not_fit_before_training(tiny_
                         f"--data_dir={tiny_mnist_dir}", f"--work_dir={tmp_path / 'standard'}")
     assert source.returncode == 0, source.stderr[-2000:]
     work = tmp_path / "rc"
-    for folder, message in ((tmp_path / "none", "holds no fleet (no plan.json)"),
-                            (tmp_path / "standard", "cannot be the source fleet of 'region': it has spec 'rs_standard', not 'rs_dropout'")):
+    not_dropout = "cannot be the source fleet of 'region': it has spec 'rs_standard', not 'rs_dropout'"
+    for folder, message in ((tmp_path / "none", "holds no fleet (no plan.json)"), (tmp_path / "standard", not_dropout)):
         result = run_script("train_fleet.py", "--scheme=RC", "--models=1", "--epochs=1", "--train_images=100",
                             f"--data_dir={tiny_mnist_dir}", f"--work_dir={work}", f"--source_fleet={folder}")
         assert result.returncode != 0

@@ -60,3 +60,17 @@ def test_reproduce_hash_report_only_writes_an_empty_report(tmp_path):
     assert "| Original | - (0.0863) | - (72.8)" in text  # every cell missing, the paper's numbers beside
     plan = json.loads((tmp_path / "work" / "plan.json").read_text())
     assert plan["fast_images"] == 10 and np.isclose(plan["eps"], 0.3)
+
+
+def test_adversarial_training_of_figures_3_4_takes_its_pgd_steps_from_the_plan(real_mnist, tmp_path):
+    make = lambda where, **scale: reproduction.Reproduction(  # noqa: E731
+        real_mnist, reproduction.plan_for("mnist", **scale), str(tmp_path / where), log=lambda line: None)
+    assert make("none").adv is None  # adv_epochs 0: not in the plan
+    default, cheap = make("default", adv_epochs=2), make("cheap", adv_epochs=2, adv_steps=7)
+    assert default.models.entries[default.adv] == (registry.parse("adv"), 2)
+    assert cheap.models.entries[cheap.adv] == (registry.parse("adv:steps=7"), 2)
+    assert registry.parse("adv:steps=7") != registry.parse("adv")
+    with pytest.raises(ConfigError, match="steps"):
+        make("bad", adv_epochs=1, adv_steps=0)
+    with pytest.raises(ConfigError, match="PGD adv. training"):  # the same folder, another adversarial model: refused
+        make("cheap", adv_epochs=2, adv_steps=10)
