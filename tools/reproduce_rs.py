@@ -82,7 +82,7 @@ def main(argv):
         if executor is not None:
             executor.close()
     path = report.write_report(evaluation, results, FLAGS.docs_dir, cli.report_command("reproduce_rs.py"),
-                               evaluation.scale_lines())
+                               report.fleet_lines(evaluation))
     print(f"wrote {path}")
 
 

@@ -154,6 +154,32 @@ def figure4_markdown(results):
     return markdown_table(["source", "target", "L2 bucket", "passing rate", "transfer of passing"], rows)
 
 
+def fleet_lines(study):
+    """The scale lines of a study's report: what each scheme's fleet was made with, read from its manifest and the
+    models' training records."""
+    lines = []
+    for spec in study.specs:
+        fleet = study.fleets[spec.label]
+        manifest = fleet.manifest()
+        members = manifest.get("members", [])
+        images = sorted({m.get("train_images") for m in members})
+        errors = []
+        for k in [m["model"] for m in members]:
+            path = fleet.file(k)
+            record = (spec.defense.record(path) if path and os.path.exists(path) else None) or {}
+            if record.get("test_error_single") is not None:
+                errors.append(100 * record["test_error_single"])
+            elif isinstance(record.get("clean_accuracy"), dict):
+                errors.append(100 * (1 - record["clean_accuracy"]["mean"]))
+        epochs = manifest.get("epochs")
+        lines.append(f"{spec.label} (`{spec.text}`): {len(members)} of {study.plan.models} models trained"
+                     + (f", {epochs} epochs" if epochs else " (made from its source models without training)")
+                     + (f" on {', '.join(str(i) for i in images)} images each" if images else "")
+                     + (f"; test error {min(errors):.2f}-{max(errors):.2f}% (from the training records: single "
+                        "prediction, or one stochastic pass)" if errors else ""))
+    return lines
+
+
 def write_report(study, results, docs_dir, command, scale_lines=()):
     """Writes ``docs_dir/reproduce_rs_<dataset>.md`` with its figures and CSV under ``docs_dir/reproduce_rs/``;
     returns its path."""

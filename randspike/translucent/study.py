@@ -345,30 +345,6 @@ class TranslucentStudy:
                 fleet.write_manifest()
         return self.results()
 
-    def scale_lines(self):
-        """What each scheme's fleet was made with, read from its manifest and the models' training records."""
-        lines = []
-        for spec in self.specs:
-            fleet = self.fleets[spec.label]
-            manifest = fleet.manifest()
-            members = manifest.get("members", [])
-            images = sorted({m.get("train_images") for m in members})
-            errors = []
-            for k in [m["model"] for m in members]:
-                path = fleet.file(k)
-                record = (spec.defense.record(path) if path and os.path.exists(path) else None) or {}
-                if record.get("test_error_single") is not None:
-                    errors.append(100 * record["test_error_single"])
-                elif isinstance(record.get("clean_accuracy"), dict):
-                    errors.append(100 * (1 - record["clean_accuracy"]["mean"]))
-            epochs = manifest.get("epochs")
-            lines.append(f"{spec.label} (`{spec.text}`): {len(members)} of {self.plan.models} models trained"
-                         + (f", {epochs} epochs" if epochs else " (made from its source models without training)")
-                         + (f" on {', '.join(str(i) for i in images)} images each" if images else "")
-                         + (f"; test error {min(errors):.2f}-{max(errors):.2f}% (from the training records: single "
-                            "prediction, or one stochastic pass)" if errors else ""))
-        return lines
-
     def collect(self):
         """The results of finished cells only (ConfigError naming the first missing one): the report's input. Cells
         made with other settings (attack, fleets, roles) are refused as :meth:`run` refuses them."""

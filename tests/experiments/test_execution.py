@@ -24,6 +24,12 @@ def test_cells_come_after_what_they_wait_for_and_plans_are_checked():
     assert [cell.key for cell in ordered([a, b, c], {"x/done"})] == ["x/b", "x/a", "x/c"]
     with pytest.raises(ConfigError, match="cycle"):
         ordered([Cell("x", "a", after=("x/b",)), Cell("x", "b", after=("x/a",))], set())
+    # a plan already in a valid order keeps it: a model's results right after its training, not after every other cell
+    plan = [Cell("model", "m"), Cell("r", "m1", after=("model/m",)), Cell("r", "o1"),
+            Cell("r", "m2", after=("model/m",)), Cell("r", "o2")]
+    assert [cell.key for cell in ordered(plan, set())] == [cell.key for cell in plan]
+    # otherwise the earliest cell whose waits are over comes next
+    assert [cell.key for cell in ordered(plan[::-1], set())] == ["r/o2", "r/o1", "model/m", "r/m2", "r/m1"]
     with pytest.raises(ConfigError, match="'x/a' twice"):
         check_plan([Cell("x", "a"), Cell("x", "a")])
     with pytest.raises(ConfigError, match="'x/a' waits for 'x/zz', which the plan does not list"):

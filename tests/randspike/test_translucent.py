@@ -210,7 +210,7 @@ def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkey
     assert again["figure3"] == results["figure3"]
 
     path = report.write_report(evaluation, results, str(tmp_path / "docs"), "python tools/reproduce_rs.py ...",
-                               evaluation.scale_lines())
+                               report.fleet_lines(evaluation))
     text = open(path).read()
     assert "Table 4" in text and "Figure 4" in text and "set with --l2_edges; Table 3's cut-off is 3" in text
     assert os.path.exists(tmp_path / "docs" / "reproduce_rs" / "mnist_figure4.png")
@@ -255,8 +255,8 @@ def test_a_cell_draws_the_same_whatever_was_computed_before_it(defenses, real_mn
     in_order = study.TranslucentStudy(dataset, plan, str(tmp_path / "in_order"), log=lambda line: None).run()
     other = study.TranslucentStudy(dataset, plan, str(tmp_path / "reversed"), log=lambda line: None)
     cells = ordered(other.cell_plan()[::-1], set())
-    assert [c.kind for c in cells] == ["fleet"] * 3 + ["generate"] * 2 + ["judge"] * 2
-    assert cells[3].name.endswith("single0 K=0 images=0-4")  # the last generate cell first
+    assert [c.kind for c in cells] == ["fleet"] * 3 + ["generate", "judge"] * 2
+    assert cells[3].name.endswith("single0 K=0 images=0-4")  # the last generate cell first, then its judgement
     for cell in cells:
         other.compute(cell)
     assert other.results() == in_order

@@ -6,6 +6,8 @@ appear once the model exists). A cell that was computed but is still not done, o
 experiment does not list, is a bug in the experiment and stops the run with one line.
 """
 
+import heapq
+
 from hrs_tf.errors import ConfigError
 from hrs_tf.experiments.execution.progress import Progress
 
@@ -26,16 +28,27 @@ def check_plan(cells):
 
 def ordered(todo, finished):
     """The cells of ``todo`` in an order where every cell comes after the cells of ``todo`` it waits for (keys in
-    ``finished`` are satisfied); stable: the plan's own order wherever it already does so."""
-    todo, done, out = list(todo), set(finished), []
-    while todo:
-        ready = [c for c in todo if all(k in done for k in c.after)]
-        if not ready:
-            raise ConfigError(f"cells wait for each other in a cycle: {', '.join(c.key for c in todo[:3])}")
-        for cell in ready:
-            out.append(cell)
-            done.add(cell.key)
-        todo = [c for c in todo if c.key not in done]
+    ``finished`` are satisfied); stable: each next cell is the earliest in the plan whose waits are over, so a plan
+    already in a valid order keeps it (a model's results right after its training, not after every other cell)."""
+    todo, done = list(todo), set(finished)
+    waits = [{key for key in cell.after if key not in done} for cell in todo]
+    waiting_on = {}
+    for i, keys in enumerate(waits):
+        for key in keys:
+            waiting_on.setdefault(key, []).append(i)
+    ready = [i for i, keys in enumerate(waits) if not keys]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        i = heapq.heappop(ready)
+        out.append(todo[i])
+        for j in waiting_on.get(todo[i].key, ()):
+            waits[j].discard(todo[i].key)
+            if not waits[j]:
+                heapq.heappush(ready, j)
+    if len(out) < len(todo):
+        left = [cell.key for cell, keys in zip(todo, waits) if keys]
+        raise ConfigError(f"cells wait for each other in a cycle: {', '.join(left[:3])}")
     return out
 
 
