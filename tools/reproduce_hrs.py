@@ -41,6 +41,9 @@ flags.DEFINE_integer("sweep_epochs", 20, "Epochs of each trained model of the DE
 flags.DEFINE_integer("ablation_epochs", 10, "Epochs per block of the 1/2/3-block ablation models.")
 flags.DEFINE_string("notes", None, "Optional markdown file put at the top of the report (reading of the results).")
 flags.DEFINE_bool("report_only", False, "Only write the report from the cells computed so far.")
+flags.DEFINE_bool("redraw_from_page", False, "Only redraw the ASR, FGSM / C&W and DES figures of the page "
+                  "<docs_dir>/reproduce_hrs_<dataset>.md from the numbers it prints (a committed page whose cells are "
+                  "gone); nothing is computed and the page is not changed.")
 cli.define_executor_flags()
 cli.define_listing_flags("defenses")
 FLAGS = flags.FLAGS
@@ -57,6 +60,13 @@ def parse_epochs(items):
 
 
 def main(argv):
+    if FLAGS.redraw_from_page:
+        from hrs_tf.experiments.hrs_paper import page_figures
+
+        page = os.path.join(FLAGS.docs_dir, f"reproduce_hrs_{FLAGS.dataset}.md")
+        for path in page_figures.redraw_figures(page, FLAGS.docs_dir):
+            print(f"redrew {os.path.join(FLAGS.docs_dir, path)}")
+        return
     executor = None if FLAGS.report_only else cli.executor(FLAGS)  # a bad executor flag stops before any work
     try:
         reproduce(executor)

@@ -54,17 +54,27 @@ def plot_lines(path, series, xlabel, ylabel, title, ylim=None):
     plot_panels(path, {title: series}, xlabel, ylabel, ylim=ylim)
 
 
+def panel_grid(count):
+    """(rows, columns) of a figure of ``count`` panels: one row up to three, else rows of two (a figure stays about
+    as wide as the markdown shows it, so that its fonts stay readable)."""
+    columns = count if count <= 3 else 2
+    return -(-count // columns), columns
+
+
 def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None):
-    """Side-by-side line plots: ``panels`` = {panel title: {label: (xs, ys)}}, each label styled alike in every panel
-    (:func:`series_styles`), one legend right of the panels (PNG)."""
+    """Line plots of ``panels`` = {panel title: {label: (xs, ys)}} (:func:`panel_grid`), each label styled alike in
+    every panel (:func:`series_styles`), one legend right of the panels (PNG)."""
     plt = pyplot()
 
     styles = series_styles(label for series in panels.values() for label in series)
-    width = 4.2 * len(panels) + (2.2 if styles else 0)
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.8), dpi=100, squeeze=False, sharey=True,
+    rows, columns = panel_grid(len(panels))
+    width = 4.2 * columns + (2.2 if styles else 0)
+    fig, axes = plt.subplots(rows, columns, figsize=(width, 3.4 * rows + 0.4), dpi=100, squeeze=False, sharey=True,
                              layout="constrained")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     handles = {}
-    for ax, (panel, series) in zip(axes[0], panels.items()):
+    for ax, (panel, series) in zip(axes.flat, panels.items()):
         for label, (xs, ys) in series.items():
             style = dict(styles[label])
             if len(xs) >= 60:  # a dense curve: the line alone
@@ -79,7 +89,8 @@ def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None
             ax.set_xticks(xticks[0], xticks[1], fontsize=FONT["ticks"])
         if ylim:
             ax.set_ylim(*ylim)
-    axes[0][0].set_ylabel(ylabel, fontsize=FONT["label"])
+    for row in axes:
+        row[0].set_ylabel(ylabel, fontsize=FONT["label"])
     if handles:  # (a figure of empty panels has no legend)
         fig.legend(list(handles.values()), list(handles), fontsize=FONT["legend"], loc="outside right center")
     if title:

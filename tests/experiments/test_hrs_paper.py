@@ -252,3 +252,65 @@ def test_gradient_histograms_sample_the_stochastic_model_at_the_base_models_stee
     text = rep.report(str(tmp_path / "docs"), "cmd")
     assert "![gradient histograms](reproduce_hrs_mnist/gradient_histograms.png)" in text
     assert os.path.getsize(tmp_path / "docs" / "reproduce_hrs_mnist" / "gradient_histograms.png") > 1000
+
+
+def test_figures_redrawn_from_the_page_show_the_numbers_the_report_drew(finished, tmp_path, monkeypatch):
+    """A committed page whose cells are gone: its ASR, FGSM / C&W and DES figures are redrawn from its tables, with
+    the values the report plotted from the cells (to the page's printed precision: 0.1 pt ASR, 0.01 pt drops)."""
+    from hrs_tf.experiments.hrs_paper import page_figures
+    from hrs_tf.reporting import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_panels", lambda path, panels, *a, **k: drawn.__setitem__(str(path), panels))
+    monkeypatch.setattr(plots, "plot_des", lambda path, points, title: drawn.__setitem__(str(path), (points, title)))
+    _, _, rep, _ = finished
+    rep.report(str(tmp_path), "python tools/reproduce_hrs.py --dataset=mnist")
+    from_cells, drawn = drawn, {}
+    written = page_figures.redraw_figures(str(tmp_path / "reproduce_hrs_mnist.md"))
+    assert sorted(written) == sorted(os.path.relpath(p, tmp_path) for p in from_cells) == sorted(
+        f"reproduce_hrs_mnist/{name}.png" for name in ("pgd", "cw-pgd", "fgsm_cw", "des_fgsm", "des_pgd", "des_cw-pgd"))
+    assert drawn.keys() == from_cells.keys()
+    for path, figure in from_cells.items():
+        if path.split("/")[-1].startswith("des_"):
+            (points, title), (again, again_title) = figure, drawn[path]
+            assert title == again_title and again.keys() == points.keys() == {"Dropout", "HRS"}
+            for family, family_points in points.items():
+                assert [p["strength"] for p in again[family]] == [p["strength"] for p in family_points]
+                for p, q in zip(family_points, again[family]):
+                    assert abs(p["accuracy_drop"] - q["accuracy_drop"]) <= 0.5e-4 + 1e-12
+                    assert abs(p["defense_gain"] - q["defense_gain"]) <= 1e-3 + 1e-12  # two ASRs at 0.1 pt
+            continue
+        assert drawn[path].keys() == figure.keys() and sum(map(len, figure.values())) >= 2
+        for panel, series in figure.items():
+            assert series.keys() == drawn[path][panel].keys()
+            for label, (xs, ys) in series.items():
+                xs_again, ys_again = drawn[path][panel][label]
+                assert np.allclose(np.multiply(xs, 1.0), xs_again)
+                assert np.abs(np.subtract(ys, ys_again)).max() <= 0.5e-3 + 1e-12
+
+
+def test_redrawing_refuses_a_missing_page_or_one_that_is_not_an_hrs_report(tmp_path):
+    from hrs_tf.experiments.hrs_paper import page_figures
+
+    with pytest.raises(ConfigError, match="report page .*nope.md does not exist"):
+        page_figures.redraw_figures(str(tmp_path / "nope.md"))
+    (tmp_path / "other.md").write_text("# a page\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    with pytest.raises(ConfigError, match="has no test-accuracy table: not an HRS reproduction report"):
+        page_figures.redraw_figures(str(tmp_path / "other.md"))
+    assert sorted(os.listdir(tmp_path)) == ["other.md"]
+
+
+def test_the_tool_redraws_a_pages_figures_without_its_cells(finished, tmp_path):
+    _, _, rep, _ = finished
+    text = rep.report(str(tmp_path), "python tools/reproduce_hrs.py --dataset=mnist")
+    figures = tmp_path / "reproduce_hrs_mnist"
+    shutil.rmtree(figures)
+    result = run_script("reproduce_hrs.py", "--dataset=mnist", "--redraw_from_page", f"--docs_dir={tmp_path}",
+                        "--data_dir=/nonexistent")  # nothing is loaded or computed
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(figures)) == ["cw-pgd.png", "des_cw-pgd.png", "des_fgsm.png", "des_pgd.png", "fgsm_cw.png",
+                                           "pgd.png"]
+    assert result.stdout.count("redrew ") == 6 and (tmp_path / "reproduce_hrs_mnist.md").read_text() == text
+    missing = run_script("reproduce_hrs.py", "--dataset=fashion_mnist", "--redraw_from_page", f"--docs_dir={tmp_path}")
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].endswith(
+        f"report page {tmp_path / 'reproduce_hrs_fashion_mnist.md'} does not exist")

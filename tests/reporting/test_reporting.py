@@ -59,3 +59,33 @@ def test_every_series_has_a_marker_and_line_style_of_its_own(tmp_path):
     assert len(y_lines) == 2 and len({(line.get_marker(), line.get_linestyle()) for line in y_lines}) == 1
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == ["x", "y"] and (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_markdown_tables_read_back_what_markdown_table_wrote():
+    first = reporting.markdown_table(["defense", "8/255"], [["Base", "0.0%"], ["HRS", "-"]])
+    second = reporting.markdown_table(["a", "b", "c"], [["-", "-", "-"], ["x | y".replace("|", "/"), "1", "2"]])
+    text = f"# Title\n\nintro\n\n## PGD\n\n{first}\nnot a table line\n{second}\n\n### Other\n\n| not | closed\n"
+    assert reporting.read_markdown_tables(text) == [
+        ("PGD", ["defense", "8/255"], [["Base", "0.0%"], ["HRS", "-"]]),
+        ("PGD", ["a", "b", "c"], [["-", "-", "-"], ["x / y", "1", "2"]])]  # a row of dashes is data, not a separator
+    assert reporting.read_markdown_tables("no tables") == []
+
+
+def test_many_panels_wrap_into_rows_of_two(tmp_path):
+    from hrs_tf.reporting import plots
+
+    assert [plots.panel_grid(n) for n in (1, 2, 3, 4, 5, 6)] == [(1, 1), (1, 2), (1, 3), (2, 2), (3, 2), (3, 2)]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    drawn = []
+    original = plots.save_png
+    plots.save_png = lambda fig, path: drawn.append(fig) or original(fig, path)
+    try:
+        plots.plot_panels(tmp_path / "p.png", {f"panel {i}": {"x": ([0, 1], [i, 1])} for i in range(5)}, "eps", "ASR")
+    finally:
+        plots.save_png = original
+    visible = [ax for ax in drawn[0].axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == [f"panel {i}" for i in range(5)] and len(drawn[0].axes) == 6
+    assert [ax.get_ylabel() for ax in visible] == ["ASR", "", "ASR", "", "ASR"]  # the first panel of each row
+    assert drawn[0].get_size_inches()[0] < 11  # two panels and the legend wide, not five

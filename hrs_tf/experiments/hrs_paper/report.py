@@ -44,6 +44,30 @@ def _paper_value(table, rep, name):
     return table.get(rep.models.entries[name][0].defense.title)
 
 
+def draw_asr_figure(docs_dir, rel, label, panels):
+    """Figure 4 / A8 / A9 for one attack: {"<attack>, <setting>": {defense: (eps x 255, ASR)}}; returns its path
+    relative to ``docs_dir``."""
+    png = f"{rel}/{slug(label.lower())}.png"
+    plots.plot_panels(os.path.join(docs_dir, png), panels, "eps (x/255)", "attack success rate", ylim=(-0.02, 1.02))
+    return png
+
+
+def draw_fgsm_cw_figure(docs_dir, rel, fgsm_series, cw_series):
+    """Figures A6 / A7: FGSM ASR against eps x 255 and C&W-L2 ASR against kappa, {defense: (xs, ASR)} each."""
+    png = f"{rel}/fgsm_cw.png"
+    plots.plot_panels(os.path.join(docs_dir, png), {"FGSM (x: eps x 255)": fgsm_series, "C&W-L2 (x: kappa)": cw_series},
+                      "strength", "attack success rate", ylim=(-0.02, 1.02))
+    return png
+
+
+def draw_des_figure(docs_dir, rel, label, eps, points_by_family):
+    """Figure 2 for attack ``label``: {family: DES points (accuracy_drop, defense_gain)}."""
+    png = f"{rel}/des_{slug(label.lower())}.png"
+    plots.plot_des(os.path.join(docs_dir, png), points_by_family,
+                   f"{label} at {eps_label(eps)}: defense gain vs accuracy drop")
+    return png
+
+
 def write_report(rep, docs_dir, command, notes=None):
     plan, ds = rep.plan, rep.plan.dataset
     figures = os.path.join(docs_dir, f"reproduce_hrs_{ds}")
@@ -114,8 +138,7 @@ def write_report(rep, docs_dir, command, notes=None):
                     series[d] = (xs, ys)
                 rows.append([d, setting] + [_fmt(y) for y in ys])
             panels[f"{label}, {setting}"] = series
-        png = f"{rel}/{slug(label.lower())}.png"
-        plots.plot_panels(os.path.join(docs_dir, png), panels, "eps (x/255)", "attack success rate", ylim=(-0.02, 1.02))
+        png = draw_asr_figure(docs_dir, rel, label, panels)
         parts.append(f"### {label}\n\n![{label} ASR]({png})\n")
         parts.append(reporting.markdown_table(["defense", "setting"] + [eps_label(e) for e in plan.eps_grid], rows) + "\n")
 
@@ -134,10 +157,7 @@ def write_report(rep, docs_dir, command, notes=None):
         if all(v is not None for v in c):
             cw_series[d] = (list(plan.cw_confidences), c)
     if fgsm_series or cw_series:
-        png = f"{rel}/fgsm_cw.png"
-        plots.plot_panels(os.path.join(docs_dir, png), {"FGSM (x: eps x 255)": fgsm_series,
-                                                            "C&W-L2 (x: kappa)": cw_series},
-                              "strength", "attack success rate", ylim=(-0.02, 1.02))
+        png = draw_fgsm_cw_figure(docs_dir, rel, fgsm_series, cw_series)
         parts.append(f"![FGSM and CW]({png})\n")
     else:
         parts.append(NOT_RUN.format(experiment="fgsm_cw"))
@@ -175,9 +195,7 @@ def write_report(rep, docs_dir, command, notes=None):
                 fit = des.linear_fit(xs_, ys_)
                 fit_rows.append([label, family, f"{fit['slope']:.2f}", f"{fit['intercept']:.3f}", f"{fit['r2']:.2f}"])
         if panel:
-            png = f"{rel}/des_{slug(label.lower())}.png"
-            plots.plot_des(os.path.join(docs_dir, png), panel, f"{label} at {eps_label(plan.des_eps)}: defense gain vs accuracy drop")
-            panels[label] = png
+            panels[label] = draw_des_figure(docs_dir, rel, label, plan.des_eps, panel)
     if not des_rows:
         parts.append(NOT_RUN.format(experiment="des"))
     parts.append(single_setting_des(rep, base_acc))
