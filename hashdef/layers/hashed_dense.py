@@ -10,31 +10,44 @@ from hrs_tf.errors import ModelError
 from hashdef import hashing
 
 
-# XLA-compiled (one compilation per shape, cached): TF's own gather and its gradient (sparse slices summed by its
-# unsorted segment sum) make a HashedDense step about 10x a Dense one at batch 128; with these, 1.7-2.1x at batch 128
-# and 1.2-1.5x at 512 (benchmarks/bench_hashed_dense.py, forward + backward, on the paper's layers).
+# The bucket and the sign of each virtual weight are held as one "signed code" c(i, j) = K + xi(i, j) * (h(i, j) + 1):
+# int16 while the 2K + 1 codes fit (every layer of the paper), a third of the memory an int32 bucket table plus a
+# float sign table take, and both passes read it once per step. V[i, j] = sign(c - K) * w[|c - K| - 1]; the
+# gradient into bucket k is the sum of dL/dV over code K + 1 + k minus the sum over code K - 1 - k (one segment sum
+# over 2K + 1 codes, no sign multiply). Both run XLA-compiled (one compilation per shape, cached): TF's own gather
+# and its gradient (sparse slices summed by its unsorted segment sum) make a HashedDense step about 10x a Dense one
+# at batch 128 (benchmarks/bench_hashed_dense.py, forward + backward, on the paper's layers).
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _gather_signed(weights, bucket_index, signs):
-    return tf.gather(weights, bucket_index) * signs
+def _gather_signed(weights, signed_code):
+    code = tf.cast(signed_code, tf.int32) - tf.shape(weights)[0]  # xi * (h + 1)
+    return tf.gather(weights, tf.abs(code) - 1) * tf.cast(tf.sign(code), weights.dtype)
 
 
 @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
-def _bucket_sums(upstream, bucket_index, signs, num_buckets):
-    return tf.math.unsorted_segment_sum(tf.reshape(upstream * signs, [-1]), tf.reshape(bucket_index, [-1]),
-                                        num_buckets)
+def _bucket_sums(upstream, signed_code, num_buckets):
+    sums = tf.math.unsorted_segment_sum(tf.reshape(upstream, [-1]), tf.reshape(tf.cast(signed_code, tf.int32), [-1]),
+                                        2 * num_buckets + 1)
+    return sums[num_buckets + 1:] - tf.reverse(sums[:num_buckets], [0])
 
 
-def signed_gather(weights, bucket_index, signs):
-    """HashedNets' virtual kernel ``V = signs * weights[bucket_index]`` (hash paper section III-C; REFERENCE
-    section 5), with the gradient into bucket k = the sum of ``signs * dL/dV`` over the entries hashed to k (the
-    gather's gradient, written out so that it runs as one dense XLA reduction)."""
+def signed_codes(bucket_index, signs, num_buckets):
+    """The codes ``K + signs * (bucket_index + 1)`` of :func:`signed_gather` (K = ``num_buckets``), int16 when the
+    2K + 1 codes fit, else int32."""
+    codes = num_buckets + np.where(np.asarray(signs) < 0, -1, 1) * (np.asarray(bucket_index, np.int64) + 1)
+    return codes.astype(np.int16 if 2 * num_buckets + 1 <= np.iinfo(np.int16).max else np.int32)
+
+
+def signed_gather(weights, signed_code):
+    """HashedNets' virtual kernel ``V = xi * weights[h]`` (hash paper section III-C; REFERENCE section 5) read
+    through the signed codes of the layer (see above), with the gradient into bucket k = the sum of ``xi * dL/dV``
+    over the entries hashed to k (the gather's gradient, written out so that it runs as one dense XLA reduction)."""
 
     @tf.custom_gradient
     def gather_signed(w):
         def gradient(upstream):
-            return _bucket_sums(upstream, bucket_index, signs, int(w.shape[0]))
+            return _bucket_sums(upstream, signed_code, int(w.shape[0]))
 
-        return _gather_signed(w, bucket_index, signs), gradient
+        return _gather_signed(w, signed_code), gradient
 
     return gather_signed(weights)
 
@@ -46,8 +59,8 @@ class HashedDense(keras.layers.Layer):
     xxHash32 bucket and sign hashes of :mod:`hashdef.hashing` (HashedNets, Chen et al. 2015; hash paper
     section III-C). ``outputs = activation(inputs @ V + bias)``.
 
-    The bucket and sign tables are computed once in :meth:`build`, held as constants (not weights) and never
-    saved: a saved model holds the K real weights and the bias; ``hash_seed`` and ``compression_rate`` are in the
+    The bucket and sign tables are computed once in :meth:`build`, held as one constant of signed codes (not
+    weights; :func:`signed_gather`) and never saved: a saved model holds the K real weights and the bias; ``hash_seed`` and ``compression_rate`` are in the
     config. The gradient into bucket k is the sum of xi(i, j) * dL/dV[i, j] over the (i, j) hashed to k
     (:func:`signed_gather`). ``kernel_initializer=None``: U(-1/sqrt(n_in), 1/sqrt(n_in)) (REFERENCE section 5).
     """
@@ -81,8 +94,8 @@ class HashedDense(keras.layers.Layer):
             if self.use_bias else None
         # Derived from (n_in, units, K, hash_seed): constants made once here, outside any traced function.
         with tf.init_scope():
-            self._bucket_index = tf.constant(hashing.bucket_table(n_in, self.units, k, self.hash_seed))
-            self._signs = tf.constant(hashing.sign_table(n_in, self.units, self.hash_seed), dtype=self.compute_dtype)
+            self._signed_code = tf.constant(signed_codes(hashing.bucket_table(n_in, self.units, k, self.hash_seed),
+                                                   hashing.sign_table(n_in, self.units, self.hash_seed), k))
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: n_in})
 
     @property
@@ -101,9 +114,7 @@ class HashedDense(keras.layers.Layer):
         return self._virtual_kernel(self.hashed_kernel)
 
     def _virtual_kernel(self, hashed_kernel):
-        weights = tf.convert_to_tensor(hashed_kernel)
-        signs = self._signs if self._signs.dtype == weights.dtype else tf.cast(self._signs, weights.dtype)
-        return signed_gather(weights, self._bucket_index, signs)
+        return signed_gather(tf.convert_to_tensor(hashed_kernel), self._signed_code)
 
     def call(self, inputs):
         outputs = keras.ops.matmul(inputs, self._virtual_kernel(self.hashed_kernel))

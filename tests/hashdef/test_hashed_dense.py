@@ -246,3 +246,29 @@ def test_trains_on_a_separable_problem():
     accuracy = np.mean((model(x).numpy() > 0) == (y > 0))
     # Measured (seed 4): loss 0.73 -> 0.10, training accuracy 0.98; bounds with margin.
     assert losses[-1] < 0.5 * losses[0] and accuracy > 0.85
+
+
+def test_signed_codes_are_int16_while_they_fit_and_int32_beyond():
+    from hashdef.layers.hashed_dense import signed_codes
+
+    codes = signed_codes(np.array([[0, 2], [1, 2]]), np.array([[1.0, -1.0], [-1.0, 1.0]]), 3)
+    np.testing.assert_array_equal(codes, [[4, 0], [1, 6]])  # K + xi (h + 1): table [-w2, -w1, -w0, 0, w0, w1, w2]
+    assert codes.dtype == np.int16 and signed_codes([[16382]], [[1.0]], 16383).dtype == np.int16  # 2K + 1 = 32767
+    assert signed_codes([[16383]], [[-1.0]], 16384).dtype == np.int32
+    # A layer with more buckets than int16 codes can address is exact too (forward and bucket gradient).
+    rng = np.random.default_rng(4)
+    layer = HashedDense(200, 0.5, use_bias=False)
+    layer.build((None, 200))
+    assert layer.num_buckets == 20000 and layer._signed_code.dtype == tf.int32
+    weights = rng.normal(size=20000).astype(np.float32)
+    layer.set_weights([weights])
+    np.testing.assert_array_equal(layer.virtual_kernel.numpy(), numpy_virtual_kernel(200, 200, weights))
+    w = tf.constant(weights)
+    with tf.GradientTape() as tape:
+        tape.watch(w)
+        v = layer._virtual_kernel(w)
+    upstream = rng.normal(size=(200, 200)).astype(np.float32)
+    expected = np.bincount(hashing.bucket_table(200, 200, 20000).ravel(), minlength=20000,
+                           weights=(hashing.sign_table(200, 200) * upstream).ravel())
+    np.testing.assert_allclose(tape.gradient(v, w, output_gradients=tf.constant(upstream)).numpy(), expected,
+                               rtol=1e-5, atol=1e-5)
