@@ -61,7 +61,9 @@ class EpochLog(keras.callbacks.Callback):
 
 class StepProgress(keras.callbacks.Callback):
     """One plain line every ``every_seconds`` inside an epoch: steps done, rate and the time left in the epoch
-    (readable in a log file, unlike a progress bar); Keras's own ``verbose=2`` line ends each epoch."""
+    (readable in a log file, unlike a progress bar); Keras's own ``verbose=2`` line ends each epoch. The rate is
+    timed from the end of the epoch's first step, so the epoch's set-up and the first step's tracing do not make
+    the first estimate absurd; lines start at the second step."""
 
     def __init__(self, every_seconds=15.0, out=None, total_epochs=None):
         super().__init__()
@@ -76,11 +78,14 @@ class StepProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.time()
+        if batch == 0:
+            self._start = now  # the first step's end: the rate counts the steps after it
+            return
         if now - self._last < self.every_seconds:
             return
         self._last = now
         done, total = batch + 1, self.params.get("steps")
-        rate = done / max(now - self._start, 1e-9)
+        rate = batch / max(now - self._start, 1e-9)
         left = f", about {(total - done) / rate:.0f} s left in the epoch" if total else ""
         of = f"/{total}" if total else ""
         self.out(f"  epoch {self._epoch}/{self.total_epochs or self.params.get('epochs')}: {done}{of} steps, {rate:.1f} steps/s{left}")

@@ -163,7 +163,7 @@ def fleet_lines(study):
         manifest = fleet.manifest()
         members = manifest.get("members", [])
         images = sorted({m.get("train_images") for m in members})
-        errors = []
+        errors, rejections, unlearned = [], [], 0
         for k in [m["model"] for m in members]:
             path = fleet.file(k)
             record = (spec.defense.record(path) if path and os.path.exists(path) else None) or {}
@@ -171,12 +171,20 @@ def fleet_lines(study):
                 errors.append(100 * record["test_error_single"])
             elif isinstance(record.get("clean_accuracy"), dict):
                 errors.append(100 * (1 - record["clean_accuracy"]["mean"]))
+            elif record.get("test_accuracy_single") is not None:  # MagNet: a rejection counts as an error
+                errors.append(100 * (1 - record["test_accuracy_single"]))
+                rejections.append(100 * record.get("test_rejection_rate", 0.0))
+                unlearned += bool(record.get("unlearned_autoencoders"))
         epochs = manifest.get("epochs")
         lines.append(f"{spec.label} (`{spec.text}`): {len(members)} of {study.plan.models} models trained"
                      + (f", {epochs} epochs" if epochs else " (made from its source models without training)")
                      + (f" on {', '.join(str(i) for i in images)} images each" if images else "")
                      + (f"; test error {min(errors):.2f}-{max(errors):.2f}% (from the training records: single "
-                        "prediction, or one stochastic pass)" if errors else ""))
+                        "prediction, or one stochastic pass)" if errors else "")
+                     + (f", {min(rejections):.2f}-{max(rejections):.2f}% of the clean test images rejected (counted "
+                        "as errors)" if rejections else "")
+                     + (f"; **{unlearned} of {len(members)} models have autoencoders no better than the mean training "
+                        "image: not a working MagNet, its rows say nothing about MagNet**" if unlearned else ""))
     return lines
 
 

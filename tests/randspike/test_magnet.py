@@ -286,6 +286,13 @@ def test_defense_trains_writes_and_loads_magnet(real_mnist, tmp_path):
         ["magnet.json", "classifier.h5"] + [f"{n}{s}" for n in names for s in (".h5", ".checkpoint.h5")])
     record = defense.record(output)
     assert record["validation_size"] == 100 and record["autoencoder_images"] == 300 and record["v_noise"] == 0.025
+    # One epoch on 300 images leaves every autoencoder on its starting plateau: said in the log and the record.
+    fit, validation = real_mnist.x_train[:300].astype(np.float64), real_mnist.x_train[300:400].astype(np.float64)
+    assert record["mean_image_mse"] == pytest.approx(np.mean((validation - fit.mean(0)) ** 2), rel=1e-9)
+    assert record["unlearned_autoencoders"] == sorted(names)
+    warning = [line for line in lines if line.startswith("WARNING: MagNet autoencoder(s)")]
+    assert len(warning) == 1 and "no better than the mean training image" in warning[0] and "not a working MagNet" \
+        in warning[0] and "after 1 epochs on 300 images" in warning[0]
     assert set(record["thresholds"]) == {"detector_II_L1", "JSD_T10", "JSD_T40"}
     magnet = defense.decider(spec.args, output)
     assert magnet.thresholds == record["thresholds"]
@@ -307,3 +314,14 @@ def test_defense_trains_writes_and_loads_magnet(real_mnist, tmp_path):
     assert sum("already trained" in line for line in lines) == 4
     with pytest.raises(ConfigError, match="unknown_setting"):
         defense.train(spec.args, data, output, epochs=1, source_model=tiny_classifier(), unknown_setting=1)
+
+
+def test_an_autoencoder_no_better_than_the_mean_image_is_named():
+    fit = np.zeros((4, 2, 2, 1))
+    fit[:2] = 1.0  # mean image 0.5 everywhere
+    validation = np.zeros((2, 2, 2, 1))  # its mean-image MSE: 0.25
+    histories = {"reformer": [{"epoch": 1, "validation_mse": 0.3}, {"epoch": 2, "validation_mse": 0.25}],
+                 "detector_I": [{"epoch": 1, "validation_mse": 0.3}, {"epoch": 2, "validation_mse": 0.2499}],
+                 "detector_II": [{"epoch": 1, "validation_mse": 0.01}, {"epoch": 2, "validation_mse": 0.9}]}
+    baseline, unlearned = mg.unlearned_autoencoders(histories, fit, validation)
+    assert baseline == 0.25 and unlearned == {"reformer": 0.25, "detector_II": 0.9}  # the last epoch decides

@@ -5,6 +5,7 @@ a decider, and a whole tiny study: cells, results, resume after a kill, report, 
 import dataclasses
 import json
 import os
+import types
 
 import keras
 import numpy as np
@@ -284,3 +285,38 @@ def test_wrapped_and_installed_schemes_take_their_sources_from_the_study_s_dropo
     assert all(c.after == () for c in members if c.name.startswith(("Dropout", "RS-1")))
     local_order = [c.key for c in ordered(members, set())]
     assert local_order.index(members[0].key) > local_order.index(dropout.cell_key(0))
+
+
+def test_fleet_lines_give_magnet_s_errors_rejections_and_a_magnet_that_is_not_one(tmp_path):
+    """MagNet's records: errors count rejections, and members whose autoencoders never beat the mean image are called
+    out (such a composite predicts about one class: its rows say nothing about MagNet)."""
+    records = {0: {"test_accuracy_single": 0.93, "test_rejection_rate": 0.005, "unlearned_autoencoders": []},
+               1: {"test_accuracy_single": 0.0972, "test_rejection_rate": 0.0012, "unlearned_autoencoders": ["reformer"]},
+               2: {"test_error_single": 0.05}}
+    for k in records:
+        (tmp_path / f"m{k}.h5").write_text("")
+
+    class Spec:
+        def __init__(self, label, members):
+            self.label, self.text, self.members = label, label.lower(), members
+            self.defense = types.SimpleNamespace(record=lambda path: records[int(os.path.basename(path)[1])])
+
+    class Fleet:
+        def __init__(self, members, epochs):
+            self._manifest = {"epochs": epochs, "members": [{"model": k, "train_images": 5000} for k in members]}
+
+        def manifest(self):
+            return self._manifest
+
+        def file(self, k):
+            return str(tmp_path / f"m{k}.h5")
+
+    specs = [Spec("MagNet", [0, 1]), Spec("Standard", [2])]
+    fake = types.SimpleNamespace(specs=specs, plan=types.SimpleNamespace(models=2),
+                                 fleets={"MagNet": Fleet([0, 1], 10), "Standard": Fleet([2], 3)})
+    magnet_line, standard_line = report.fleet_lines(fake)
+    assert magnet_line.startswith("MagNet (`magnet`): 2 of 2 models trained, 10 epochs on 5000 images each; test error "
+                                  "7.00-90.28%")
+    assert "0.12-0.50% of the clean test images rejected (counted as errors)" in magnet_line
+    assert "**1 of 2 models have autoencoders no better than the mean training image: not a working MagNet" in magnet_line
+    assert "test error 5.00-5.00%" in standard_line and "rejected" not in standard_line and "MagNet" not in standard_line

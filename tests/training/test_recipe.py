@@ -109,9 +109,26 @@ def test_progress_lines_inside_an_epoch_give_steps_rate_and_time_left(capsys):
     y = np.arange(40) % 10
     training.fit(model, x, y, epochs=2, batch_size=10, seed=0, verbose=2, progress_seconds=0.0)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  epoch ")]
-    # every step of both epochs reports (interval 0 s), with the steps done of 4, a rate and the time left
-    assert [line.split(":")[0] for line in lines] == ["  epoch 1/2"] * 4 + ["  epoch 2/2"] * 4
-    assert [line.split(": ")[1].split(" ")[0] for line in lines[:4]] == ["1/4", "2/4", "3/4", "4/4"]
+    # every step of both epochs after the first reports (interval 0 s), with the steps done of 4, a rate, time left
+    assert [line.split(":")[0] for line in lines] == ["  epoch 1/2"] * 3 + ["  epoch 2/2"] * 3
+    assert [line.split(": ")[1].split(" ")[0] for line in lines[:3]] == ["2/4", "3/4", "4/4"]
     assert all("steps/s" in line and "s left in the epoch" in line for line in lines)
     training.fit(model, x, y, epochs=1, batch_size=10, seed=0, verbose=0, progress_seconds=0.0)
     assert "  epoch " not in capsys.readouterr().out  # quiet runs stay quiet
+
+
+def test_progress_rate_leaves_out_a_slow_first_step(monkeypatch):
+    """An epoch whose set-up and first step take 100 s, then 1 s per step: 1.0 steps/s and 7 s left after step 3 of
+    10, not the 0.03 steps/s and hours left a rate from the epoch's start would give."""
+    from hrs_tf.training import recipe
+
+    clock = iter([0.0, 100.0, 101.0, 102.0])
+    monkeypatch.setattr(recipe.time, "time", lambda: next(clock))
+    lines = []
+    progress = recipe.StepProgress(every_seconds=0.0, out=lines.append, total_epochs=3)
+    progress.set_params({"steps": 10, "epochs": 3})
+    progress.on_epoch_begin(0)
+    for batch in range(3):
+        progress.on_train_batch_end(batch)
+    assert lines == ["  epoch 1/3: 2/10 steps, 1.0 steps/s, about 8 s left in the epoch",
+                     "  epoch 1/3: 3/10 steps, 1.0 steps/s, about 7 s left in the epoch"]
