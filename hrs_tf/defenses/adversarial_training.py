@@ -169,12 +169,27 @@ def train_adversarial(dataset, checkpoint, eps, epochs, pgd_steps=40, pgd_step_s
                   num_params=models.count_params(model),
                   test_accuracy=metrics.accuracy(model, dataset.x_test, dataset.y_test),
                   train_seconds=round(sum(h["seconds"] for h in history), 1), versions=training.versions())
+    stuck, majority = at_chance(record["test_accuracy"], dataset.y_test)
+    record["at_chance"] = stuck
+    if stuck:
+        log(f"WARNING: the adversarially trained model is at chance: clean test accuracy {record['test_accuracy']:.2%}, "
+            f"the most frequent test label alone gives {majority:.2%}; PGD training at eps {eps:g} from scratch can "
+            f"stay there for its first epochs: train more epochs (this run: {int(epochs)})")
     if eval_images:
         record["pgd_eval"] = robust_accuracy(model, dataset.x_test[:eval_images], dataset.y_test[:eval_images], eps,
                                              pgd_steps, pgd_step_size, seed)
         log(f"PGD accuracy (eps {eps:g}, {pgd_steps} x {pgd_step_size:g}, random start) on {eval_images} test images: "
             f"{record['pgd_eval']['accuracy']:.4f}")
     return model, record
+
+
+def at_chance(accuracy, labels, margin=0.05):
+    """``(stuck, majority)``: whether ``accuracy`` is within ``margin`` of (or below) ``majority``, the accuracy of
+    always predicting the most frequent of ``labels`` (a model that has not learned: e.g. Madry PGD training at eps
+    0.3 on MNIST from scratch, whose loss can stay at ln 10 for its first epochs)."""
+    labels = np.asarray(labels, np.int64).ravel()
+    majority = float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
+    return bool(float(accuracy) < majority + float(margin)), majority
 
 
 def robust_accuracy(model, x, y, eps, steps, step_size, seed=0, batch_size=500):

@@ -40,6 +40,7 @@ def test_adversarial_training_raises_pgd_accuracy(slice_2000, tmp_path):
     assert adv_record["test_accuracy"] > 0.85 and plain_record["test_accuracy"] > 0.9
     assert [h["epoch"] for h in adv_record["history"]] == [1, 2, 3, 4, 5]
     assert adv_record["adv_fraction"] == 0.5 and adv_record["kind"] == "adversarial_training"
+    assert adv_record["at_chance"] is False and plain_record["at_chance"] is False
 
 
 def test_interrupted_run_resumes_to_the_same_weights(real_mnist, tmp_path):
@@ -55,7 +56,10 @@ def test_interrupted_run_resumes_to_the_same_weights(real_mnist, tmp_path):
     lines = []
     resumed, record = at.train_adversarial(small, tmp_path / "resumed.npz", log=lines.append, **settings)
     assert lines[0].startswith(f"resuming from {tmp_path / 'resumed.npz'} after epoch 1")
-    assert [line.split(":")[0] for line in lines[1:]] == ["epoch 2/3", "epoch 3/3"]
+    # 3 epochs of PGD at eps 0.3 on 512 images leave the model at chance: said once, at the end, and recorded
+    assert [line.split(":")[0] for line in lines[1:]] == ["epoch 2/3", "epoch 3/3", "WARNING"]
+    assert "at chance: clean test accuracy" in lines[-1] and "train more epochs (this run: 3)" in lines[-1]
+    assert record["at_chance"] is True and record["test_accuracy"] < 0.2
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -94,3 +98,10 @@ def test_train_adv_tool(tmp_path, tiny_mnist_dir):
     record = json.loads((tmp_path / "adv.json").read_text())
     assert record["eps"] == pytest.approx(64 / 255) and record["pgd_eval"]["num_images"] == 20
     assert os.path.exists(at.checkpoint_path(out)) and serialization.load_model(out).name == "base_mnist"
+
+
+def test_a_model_no_better_than_the_most_frequent_label_is_at_chance():
+    labels = np.array([1] * 30 + [0] * 10 + [2] * 10)  # the most frequent label alone: 60%
+    assert at.at_chance(0.6, labels) == (True, 0.6) and at.at_chance(0.649, labels)[0]
+    assert at.at_chance(0.65, labels) == (False, 0.6) and not at.at_chance(0.9, labels)[0]
+    assert at.at_chance(0.1135, np.array([1] * 1135 + [0] * 8865))[0]  # below the majority rate: at chance too
