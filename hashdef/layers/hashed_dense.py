@@ -60,9 +60,10 @@ class HashedDense(keras.layers.Layer):
     section III-C). ``outputs = activation(inputs @ V + bias)``.
 
     The bucket and sign tables are computed once in :meth:`build`, held as one constant of signed codes (not
-    weights; :func:`signed_gather`) and never saved: a saved model holds the K real weights and the bias; ``hash_seed`` and ``compression_rate`` are in the
-    config. The gradient into bucket k is the sum of xi(i, j) * dL/dV[i, j] over the (i, j) hashed to k
-    (:func:`signed_gather`). ``kernel_initializer=None``: U(-1/sqrt(n_in), 1/sqrt(n_in)) (REFERENCE section 5).
+    weights; :func:`signed_gather`) and never saved: a saved model holds the K real weights and the bias;
+    ``hash_seed`` and ``compression_rate`` are in the config. The gradient into bucket k is the sum of
+    xi(i, j) * dL/dV[i, j] over the (i, j) hashed to k (:func:`signed_gather`). ``kernel_initializer=None``:
+    U(-1/sqrt(n_in), 1/sqrt(n_in)) (REFERENCE section 5).
     """
 
     def __init__(self, units, compression_rate, activation=None, use_bias=True, hash_seed=hashing.DEFAULT_SEED,

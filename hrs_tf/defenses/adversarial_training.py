@@ -172,9 +172,10 @@ def train_adversarial(dataset, checkpoint, eps, epochs, pgd_steps=40, pgd_step_s
     stuck, majority = at_chance(record["test_accuracy"], dataset.y_test)
     record["at_chance"] = stuck
     if stuck:
-        log(f"WARNING: the adversarially trained model is at chance: clean test accuracy {record['test_accuracy']:.2%}, "
-            f"the most frequent test label alone gives {majority:.2%}; PGD training at eps {eps:g} from scratch can "
-            f"stay there for its first epochs: train more epochs (this run: {int(epochs)})")
+        log(f"WARNING: the adversarially trained model is at chance: clean test accuracy "
+            f"{record['test_accuracy']:.2%}, the most frequent test label alone gives {majority:.2%}; PGD training "
+            f"at eps {eps:g} from scratch can stay there for its first epochs: train more epochs (this run: "
+            f"{int(epochs)})")
     if eval_images:
         record["pgd_eval"] = robust_accuracy(model, dataset.x_test[:eval_images], dataset.y_test[:eval_images], eps,
                                              pgd_steps, pgd_step_size, seed)

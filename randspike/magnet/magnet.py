@@ -341,7 +341,8 @@ def train_magnet(classifier, x_train, folder, *, dataset_name, epochs=None, seed
             log=log, what=f"MagNet autoencoder {name}")
     baseline, unlearned = unlearned_autoencoders(histories, x_fit, x_validation)
     if unlearned:
-        log(f"WARNING: MagNet autoencoder(s) {', '.join(f'{n} (validation MSE {v:.4f})' for n, v in unlearned.items())} "
+        names = ", ".join(f"{n} (validation MSE {v:.4f})" for n, v in unlearned.items())
+        log(f"WARNING: MagNet autoencoder(s) {names} "
             f"no better than the mean training image ({baseline:.4f}) after {epochs} epochs on {len(x_fit)} images: "
             "not a working MagNet; train longer (more epochs or images)")
     magnet = MagNet(classifier, models[setup["reformer"]], build_detectors(setup["detectors"], models, classifier))

@@ -291,7 +291,8 @@ def test_fleet_lines_give_magnet_s_errors_rejections_and_a_magnet_that_is_not_on
     """MagNet's records: errors count rejections, and members whose autoencoders never beat the mean image are called
     out (such a composite predicts about one class: its rows say nothing about MagNet)."""
     records = {0: {"test_accuracy_single": 0.93, "test_rejection_rate": 0.005, "unlearned_autoencoders": []},
-               1: {"test_accuracy_single": 0.0972, "test_rejection_rate": 0.0012, "unlearned_autoencoders": ["reformer"]},
+               1: {"test_accuracy_single": 0.0972, "test_rejection_rate": 0.0012,
+                   "unlearned_autoencoders": ["reformer"]},
                2: {"test_error_single": 0.05}}
     for k in records:
         (tmp_path / f"m{k}.h5").write_text("")
@@ -318,5 +319,7 @@ def test_fleet_lines_give_magnet_s_errors_rejections_and_a_magnet_that_is_not_on
     assert magnet_line.startswith("MagNet (`magnet`): 2 of 2 models trained, 10 epochs on 5000 images each; test error "
                                   "7.00-90.28%")
     assert "0.12-0.50% of the clean test images rejected (counted as errors)" in magnet_line
-    assert "**1 of 2 models have autoencoders no better than the mean training image: not a working MagNet" in magnet_line
-    assert "test error 5.00-5.00%" in standard_line and "rejected" not in standard_line and "MagNet" not in standard_line
+    assert ("**1 of 2 models have autoencoders no better than the mean training image: not a working MagNet"
+            in magnet_line)
+    assert "test error 5.00-5.00%" in standard_line
+    assert "rejected" not in standard_line and "MagNet" not in standard_line

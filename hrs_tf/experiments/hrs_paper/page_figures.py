@@ -96,13 +96,14 @@ def des_panels(tables, base):
     for label, _ in DES_ATTACKS:
         series = base_series.get(label)
         base_asr = dict(zip(*series)).get(eps) if series else None
-        if base_asr is None or label not in headers:
+        if base_asr is None or label not in headers or "accuracy drop (pt)" not in headers:
             continue
-        column = headers.index(label)
+        column, drop = headers.index(label), headers.index("accuracy drop (pt)")
         panel = {}
         for family in families:
-            points = [{"strength": row[0], "accuracy": 1.0 - float(row[2]) / 100,
-                       "defense_rate": 1.0 - _value(row[column])} for row in settings if row[0].startswith(family) and _value(row[column]) is not None]
+            rows = [row for row in settings if row[0].startswith(family) and _value(row[column]) is not None]
+            points = [{"strength": row[0], "accuracy": 1.0 - float(row[drop]) / 100,
+                       "defense_rate": 1.0 - _value(row[column])} for row in rows]
             if points:
                 panel[family] = des.des_points(points, {"accuracy": 1.0, "defense_rate": 1.0 - base_asr})
         if panel:
