@@ -7,7 +7,7 @@ CR 1/8192, the paper's largest added layer), one step = the layer's output and t
 sum(output * upstream) with respect to its weights and its inputs, inside one ``tf.function`` (a ``tf.range``
 loop of ``steps`` steps, so Python call overhead is not timed). Per-step time = (t[long] - t[short]) /
 (long - short), median of interleaved repeats (benchmarks/common.py). Three ways to the same virtual kernel and
-gradient: the layer's (int16 signed codes into a signed weight table, XLA-compiled lookup and bucket sums), TF's
+gradient: the layer's (one int16 signed code per entry, XLA-compiled lookup and bucket sums), TF's
 plain gather of an int32 bucket table times a float sign table, differentiated by TF (its sparse gather gradient),
 and the same two tables with the XLA-compiled gather and bucket sums (the layer's layout before the signed codes).
 Targets: HashedDense / Dense <= 1.3x; bucket + sign tables of 2048x512 built in < 1 s. The hashed layer's extra

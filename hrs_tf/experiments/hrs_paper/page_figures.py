@@ -15,9 +15,6 @@ from hrs_tf.evaluation import des
 from hrs_tf.experiments.hrs_paper.report import draw_asr_figure, draw_des_figure, draw_fgsm_cw_figure
 from hrs_tf.experiments.hrs_paper.run import DES_ATTACKS, GRADIENT_ATTACKS
 
-ASR_SECTION = "ASR against eps"
-
-
 def _value(cell):
     """'21.1%' -> 0.211, '73.3% (4.94)' -> 0.733, '-' -> None."""
     match = re.match(r"^(-?[0-9.]+)%", cell)
@@ -32,11 +29,12 @@ def _eps(header):
     return float(match.group(1))
 
 
-def _series(rows, xs, first_value_column):
-    """{row label: (xs, ys)} of the rows whose values are all printed ('-' rows are left out, as in the report)."""
+def _series(rows, xs):
+    """{row label: (xs, ys)} of the rows (label, value, ...) whose values are all printed ('-' rows are left out, as
+    in the report)."""
     series = {}
     for row in rows:
-        ys = [_value(cell) for cell in row[first_value_column:]]
+        ys = [_value(cell) for cell in row[1:]]
         if ys and all(y is not None for y in ys):
             series[row[0]] = (xs, ys)
     return series
@@ -58,7 +56,7 @@ def asr_panels(tables, label):
     xs = [_eps(h) for h in headers[2:]]
     panels = {}
     for setting in dict.fromkeys(row[1] for row in rows):
-        panels[f"{label}, {setting}"] = _series([[r[0]] + r[2:] for r in rows if r[1] == setting], xs, 1)
+        panels[f"{label}, {setting}"] = _series([[r[0]] + r[2:] for r in rows if r[1] == setting], xs)
     return panels
 
 
@@ -69,10 +67,10 @@ def fgsm_cw_series(tables):
         if not heading.startswith("FGSM and C&W-L2") or headers[0] != "defense":
             continue
         if headers[1].startswith("FGSM"):
-            fgsm = _series(rows, [_eps(h) for h in headers[1:]], 1)
+            fgsm = _series(rows, [_eps(h) for h in headers[1:]])
         elif headers[1].startswith("CW kappa="):
             kappas = [float(re.match(r"CW kappa=([0-9.]+)", h).group(1)) for h in headers[1:]]
-            cw = _series(rows, kappas, 1)
+            cw = _series(rows, kappas)
     return fgsm, cw
 
 
