@@ -1,5 +1,5 @@
-"""``magnet[:DROP_RATE]``: MagNet (Meng & Chen 2017) around the trained Dropout model, as the Random Spiking paper
-configures it (appendix A.1 "Magnet"; REFERENCE section 9; :mod:`randspike.magnet`).
+"""``magnet[:DROP_RATE,ae_batch_size=N]``: MagNet (Meng & Chen 2017) around the trained Dropout model, as the Random
+Spiking paper configures it (appendix A.1 "Magnet"; REFERENCE section 9; :mod:`randspike.magnet`).
 
 An *installed* defense on ``rs_dropout``: :meth:`~MagNetDefense.apply` keeps the classifier as it is and
 :meth:`~MagNetDefense.train` trains the autoencoders (resumable per epoch), sets the detector thresholds on the last
@@ -13,9 +13,12 @@ CIFAR-10 0.004) and writes
   :class:`randspike.magnet.MagNet` (rejection included) built from it.
 
 The data set (``dataset.name``) chooses structures, v_noise, epochs and detectors (:func:`randspike.magnet.magnet.
-paper_setup`); ``epochs`` is the autoencoders' (paper: MNIST 100, others 400). Settings: ``validation_size``
-(5,000), ``ae_batch_size`` (256), ``v_noise``, ``train_images`` (the first N training images only); the source
-model's network settings are accepted and ignored.
+paper_setup`); ``epochs`` is the autoencoders' (paper: MNIST 100, others 400). The spec's ``ae_batch_size=N``
+(default the published 256) is part of how the autoencoders are made, so it names the model
+(``magnet:ae_batch_size=64``, label "MagNet (AE batch 64)"): at a reduced scale (a few thousand images) the published
+batch gives too few Adam steps for the autoencoders to leave the mean-image plateau (docs/randspike.md). Settings:
+``validation_size`` (5,000), ``v_noise``, ``train_images`` (the first N training images only); the source model's
+network settings are accepted and ignored.
 """
 
 import time
@@ -25,10 +28,10 @@ from hrs_tf.defenses.registry import INSTALLED, Argument, Defense, parse, regist
 from hrs_tf.errors import ConfigError
 from hrs_tf.evaluation import metrics
 from randspike.defenses.schemes import COMMON_SETTINGS
-from randspike.magnet import detectors, magnet
+from randspike.magnet import autoencoders, detectors, magnet
 
 SOURCE = "rs_dropout"  # RS appendix A.1: "We use the trained Dropout model as the prediction model"
-OWN_SETTINGS = ("validation_size", "ae_batch_size", "v_noise", "train_images")
+OWN_SETTINGS = ("validation_size", "v_noise", "train_images")
 # the training settings of the schemes (an experiment passes them to every model it makes): not MagNet's, ignored
 SOURCE_SETTINGS = tuple(k for k in COMMON_SETTINGS if k not in OWN_SETTINGS) + ("dropout_rate", "eval_repeats",
                                                                                "target_model")
@@ -42,11 +45,16 @@ class MagNetDefense(Defense):
     reference = "Meng & Chen 2017 (MagNet); RS appendix A.1; REFERENCE section 9"
     make = INSTALLED
     arguments = (Argument("drop_rate", detectors.check_drop_rate, None, "false-positive rate of each detector on the "
-                          "validation images (default: MNIST 0.001, others 0.004)", metavar="DROP_RATE"),)
+                          "validation images (default: MNIST 0.001, others 0.004)", metavar="DROP_RATE"),
+                 Argument("ae_batch_size", lambda text: checks.count(text, "ae_batch_size", minimum=1), None,
+                          f"the autoencoders' training batch (default the published {autoencoders.BATCH_SIZE})",
+                          keyword_only=True, metavar="N"))
     default_epochs = 100  # MNIST's autoencoder epochs (Fashion-MNIST / CIFAR-10: 400)
 
     def label(self, args):
-        return "MagNet" if args["drop_rate"] is None else f"MagNet {args['drop_rate']:g}"
+        label = "MagNet" if args["drop_rate"] is None else f"MagNet {args['drop_rate']:g}"
+        batch = args.get("ae_batch_size")
+        return label if batch is None or batch == autoencoders.BATCH_SIZE else f"{label} (AE batch {batch})"
 
     def source(self, args):
         return parse(SOURCE)
@@ -69,7 +77,7 @@ class MagNetDefense(Defense):
         x_train = dataset.x_train
         if settings.get("train_images") is not None:
             x_train = x_train[:checks.count(settings["train_images"], "train_images", minimum=2)]
-        own = {"validation_size": settings.get("validation_size"), "batch_size": settings.get("ae_batch_size"),
+        own = {"validation_size": settings.get("validation_size"), "batch_size": args.get("ae_batch_size"),
                "v_noise": settings.get("v_noise")}
         own = {k: v for k, v in own.items() if v is not None}
         defense, record = magnet.train_magnet(source_model, x_train, magnet.folder_of(output), dataset_name=dataset.name,

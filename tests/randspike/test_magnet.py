@@ -17,7 +17,7 @@ from hrs_tf.errors import ConfigError
 from hrs_tf.layers import stochastic
 from hrs_tf.layers.defensive_dropout import DefensiveDropout
 from hrs_tf.models import serialization
-from randspike import decision
+from randspike import decision, schemes
 from randspike.defenses import magnet as magnet_defense
 from randspike.magnet import autoencoders as ae
 from randspike.magnet import detectors as det
@@ -224,7 +224,7 @@ def test_bad_settings_give_one_line_config_errors(tmp_path):
     assert not folder.exists()  # refused before any training or file
     assert "svhn" in message(mg.paper_setup, "svhn")
     assert "drop_rate" in message(registry.parse, "magnet:2")
-    assert registry.parse("magnet:0.004").args == {"drop_rate": 0.004}
+    assert registry.parse("magnet:0.004").args == {"drop_rate": 0.004, "ae_batch_size": None}
     assert registry.parse("magnet").label == "MagNet" and registry.parse("magnet").source().text == "rs_dropout"
 
 
@@ -275,7 +275,7 @@ def test_defense_trains_writes_and_loads_magnet(real_mnist, tmp_path):
     """The Fashion-MNIST setup (reconstruction + two divergence detectors), one epoch on 300 + 100 images."""
     data = Dataset("fashion_mnist", real_mnist.x_train[:400], real_mnist.y_train[:400], real_mnist.x_test[:100],
                    real_mnist.y_test[:100], "test")
-    spec = registry.parse("magnet:0.02")
+    spec = registry.parse("magnet:0.02,ae_batch_size=50")
     output = str(tmp_path / "magnet.h5")
     lines = []
     defense = magnet_defense.MagNetDefense()
@@ -286,6 +286,7 @@ def test_defense_trains_writes_and_loads_magnet(real_mnist, tmp_path):
         ["magnet.json", "classifier.h5"] + [f"{n}{s}" for n in names for s in (".h5", ".checkpoint.h5")])
     record = defense.record(output)
     assert record["validation_size"] == 100 and record["autoencoder_images"] == 300 and record["v_noise"] == 0.025
+    assert record["batch_size"] == 50  # the spec's, not the published 256
     # One epoch on 300 images leaves every autoencoder on its starting plateau: said in the log and the record.
     fit, validation = real_mnist.x_train[:300].astype(np.float64), real_mnist.x_train[300:400].astype(np.float64)
     assert record["mean_image_mse"] == pytest.approx(np.mean((validation - fit.mean(0)) ** 2), rel=1e-9)
@@ -314,6 +315,25 @@ def test_defense_trains_writes_and_loads_magnet(real_mnist, tmp_path):
     assert sum("already trained" in line for line in lines) == 4
     with pytest.raises(ConfigError, match="unknown_setting"):
         defense.train(spec.args, data, output, epochs=1, source_model=tiny_classifier(), unknown_setting=1)
+    with pytest.raises(ConfigError, match="ae_batch_size"):  # the spec's now, not a setting: declared once
+        defense.train(spec.args, data, output, epochs=1, source_model=tiny_classifier(), ae_batch_size=64)
+    with pytest.raises(ConfigError, match=r"other settings \(batch_size: 50 there vs 64 now\)"):  # the checkpoints'
+        defense.train(registry.parse("magnet:0.02,ae_batch_size=64").args, data, output, epochs=2, seed=3,
+                      source_model=tiny_classifier(), validation_size=100)
+
+
+def test_the_autoencoders_batch_is_part_of_the_spec_and_its_label():
+    """At a reduced scale the published batch 256 leaves the autoencoders on their plateau (docs/randspike.md): a
+    smaller batch is another MagNet, named so (fleets and report rows are named by the label)."""
+    assert (registry.parse("magnet").label, registry.parse("magnet:ae_batch_size=256").label) == ("MagNet", "MagNet")
+    spec = registry.parse("magnet:0.004,ae_batch_size=64")
+    assert (spec.label, spec.text, spec.args["ae_batch_size"]) == ("MagNet 0.004 (AE batch 64)",
+                                                                   "magnet:0.004,ae_batch_size=64", 64)
+    assert [s.label for s in schemes.parse_list("Dropout,magnet:ae_batch_size=64,RS-1".split(","))] == [
+        "Dropout", "MagNet (AE batch 64)", "RS-1"]
+    for bad in ("magnet:ae_batch_size=0", "magnet:ae_batch_size=x"):
+        with pytest.raises(ConfigError, match="ae_batch_size"):
+            registry.parse(bad)
 
 
 def test_an_autoencoder_no_better_than_the_mean_image_is_named():
