@@ -121,12 +121,18 @@ def figure4_csv(results, path):
 
 
 def figure4_png(results, path):
+    """Writes :func:`figure4_figure` at ``path``."""
+    plots.save_png(figure4_figure(results), path)
+
+
+def figure4_figure(results):
     """One grayscale panel per L2 bucket: source scheme (rows) x target scheme (columns), passing rate 0% black to
-    100% white (the paper's linear mapping); hatched orange with "none" where the bucket holds no example."""
+    100% white (the paper's linear mapping); hatched orange with "none" where the bucket holds no example. At least
+    3.2 inches wide, so that the two-line title fits over two schemes."""
     plt = plots.pyplot()
     names, labels = results["schemes"], bucket_labels(results["edges"])
-    fig, axes = plt.subplots(len(labels), 1, figsize=(1.6 + 0.7 * len(names), 0.9 + 0.55 * len(names) * len(labels)),
-                             dpi=100, squeeze=False)
+    fig, axes = plt.subplots(len(labels), 1, figsize=(max(3.2, 1.6 + 0.7 * len(names)),
+                                                      0.9 + 0.55 * len(names) * len(labels)), dpi=100, squeeze=False)
     for b, ax in enumerate(axes[:, 0]):
         values = np.array([[np.nan if results["figure4"][s][t]["passing"][b] is None else
                             100 * results["figure4"][s][t]["passing"][b] for t in names] for s in names])
@@ -142,9 +148,9 @@ def figure4_png(results, path):
                       rotation=45)
         ax.set_ylabel(f"L2 {labels[b]}\nsource", fontsize=7)
     axes[-1, 0].set_xlabel("target scheme", fontsize=8)
-    axes[0, 0].set_title("Figure 4: passing rate (%) of the validation", fontsize=9)
+    axes[0, 0].set_title("Figure 4: passing rate (%)\nof the validation", fontsize=9)
     fig.tight_layout()
-    plots.save_png(fig, path)
+    return fig
 
 
 def figure4_markdown(results):

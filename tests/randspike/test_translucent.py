@@ -218,6 +218,23 @@ def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkey
     assert (tmp_path / "docs" / "reproduce_rs" / "mnist_figure4.csv").read_text().count("\n") == 1 + 2
 
 
+@pytest.mark.parametrize("schemes", [["Standard"], ["Standard", "RS-1"], [f"scheme {i}" for i in range(9)]])
+def test_figure4_title_and_panels_fit_in_the_figure(schemes):
+    """The title was cut at the figure's edge over two schemes (the Fashion-MNIST page's figure)."""
+    edges = [0.0, 1.0, 2.0]
+    results = {"schemes": schemes, "edges": edges,
+               "figure4": {s: {t: {"passing": [0.5, None]} for t in schemes} for s in schemes}}
+    fig = report.figure4_figure(results)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    for artist in [fig.axes[0].title] + list(fig.axes):
+        box = artist.get_window_extent(renderer)
+        assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1 and box.y1 <= page.y1 + 1, artist
+    assert len(fig.axes) == len(edges) - 1
+    report.plots.pyplot().close(fig)
+
+
 def test_plan_checks():
     with pytest.raises(ConfigError, match="train_fraction=1.5"):
         study.plan_for("mnist", train_fraction=1.5)
