@@ -46,15 +46,16 @@ class MagNetDefense(Defense):
     make = INSTALLED
     arguments = (Argument("drop_rate", detectors.check_drop_rate, None, "false-positive rate of each detector on the "
                           "validation images (default: MNIST 0.001, others 0.004)", metavar="DROP_RATE"),
-                 Argument("ae_batch_size", lambda text: checks.count(text, "ae_batch_size", minimum=1), None,
+                 Argument("ae_batch_size", lambda text: checks.count(text, "ae_batch_size", minimum=1),
+                          autoencoders.BATCH_SIZE,
                           f"the autoencoders' training batch (default the published {autoencoders.BATCH_SIZE})",
                           keyword_only=True, metavar="N"))
     default_epochs = 100  # MNIST's autoencoder epochs (Fashion-MNIST / CIFAR-10: 400)
 
     def label(self, args):
         label = "MagNet" if args["drop_rate"] is None else f"MagNet {args['drop_rate']:g}"
-        batch = args.get("ae_batch_size")
-        return label if batch is None or batch == autoencoders.BATCH_SIZE else f"{label} (AE batch {batch})"
+        batch = args["ae_batch_size"]
+        return label if batch == autoencoders.BATCH_SIZE else f"{label} (AE batch {batch})"
 
     def source(self, args):
         return parse(SOURCE)
@@ -77,7 +78,7 @@ class MagNetDefense(Defense):
         x_train = dataset.x_train
         if settings.get("train_images") is not None:
             x_train = x_train[:checks.count(settings["train_images"], "train_images", minimum=2)]
-        own = {"validation_size": settings.get("validation_size"), "batch_size": args.get("ae_batch_size"),
+        own = {"validation_size": settings.get("validation_size"), "batch_size": args["ae_batch_size"],
                "v_noise": settings.get("v_noise")}
         own = {k: v for k, v in own.items() if v is not None}
         defense, record = magnet.train_magnet(source_model, x_train, magnet.folder_of(output), dataset_name=dataset.name,

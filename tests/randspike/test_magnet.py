@@ -224,7 +224,7 @@ def test_bad_settings_give_one_line_config_errors(tmp_path):
     assert not folder.exists()  # refused before any training or file
     assert "svhn" in message(mg.paper_setup, "svhn")
     assert "drop_rate" in message(registry.parse, "magnet:2")
-    assert registry.parse("magnet:0.004").args == {"drop_rate": 0.004, "ae_batch_size": None}
+    assert registry.parse("magnet:0.004").args == {"drop_rate": 0.004, "ae_batch_size": 256}
     assert registry.parse("magnet").label == "MagNet" and registry.parse("magnet").source().text == "rs_dropout"
 
 
@@ -325,7 +325,8 @@ def test_defense_trains_writes_and_loads_magnet(real_mnist, tmp_path):
 def test_the_autoencoders_batch_is_part_of_the_spec_and_its_label():
     """At a reduced scale the published batch 256 leaves the autoencoders on their plateau (docs/randspike.md): a
     smaller batch is another MagNet, named so (fleets and report rows are named by the label)."""
-    assert (registry.parse("magnet").label, registry.parse("magnet:ae_batch_size=256").label) == ("MagNet", "MagNet")
+    published = registry.parse("magnet:ae_batch_size=256")  # the default: the same spec as "magnet"
+    assert (published.text, published.label, published.args["ae_batch_size"]) == ("magnet", "MagNet", 256)
     spec = registry.parse("magnet:0.004,ae_batch_size=64")
     assert (spec.label, spec.text, spec.args["ae_batch_size"]) == ("MagNet 0.004 (AE batch 64)",
                                                                    "magnet:0.004,ae_batch_size=64", 64)
