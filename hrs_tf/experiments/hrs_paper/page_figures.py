@@ -15,6 +15,7 @@ from hrs_tf.evaluation import des
 from hrs_tf.experiments.hrs_paper.report import draw_asr_figure, draw_des_figure, draw_fgsm_cw_figure
 from hrs_tf.experiments.hrs_paper.run import DES_ATTACKS, GRADIENT_ATTACKS
 
+
 def _value(cell):
     """'21.1%' -> 0.211, '73.3% (4.94)' -> 0.733, '-' -> None."""
     match = re.match(r"^(-?[0-9.]+)%", cell)
