@@ -5,9 +5,9 @@
 
 Models: Original (the paper's seven-layer model), Hash (defensive hash classifier, 3 retraining epochs), GI1-3 and
 Hash + GI1-3, bit depth and median smoothing, pruning and 8- / 3-bit quantisation (and PGD adversarial training with
---adv_epochs, its PGD steps per batch --adv_steps). Tables I-IV and VII, Figure 2, Figures 3-4 and the adaptive
-attacks (``--experiments``); the scale flags say how many images each attack uses (defaults far below the paper's;
-the report states them). The command trains what it needs, then computes every result cell it does not have yet;
+--adv_epochs, its PGD steps per batch --adv_steps, its eps warm-up epochs --adv_warmup). Tables I-IV and VII,
+Figure 2, Figures 3-4 and the adaptive attacks (``--experiments``); the scale flags say how many images each attack
+uses (defaults far below the paper's; the report states them). The command trains what it needs, then computes every result cell it does not have yet;
 kill it and run it again to continue. ``--executor=ray`` runs the training and result cells as Ray tasks in
 parallel (a local Ray instance, or ``--ray_address`` of an existing cluster; see the README).
 """
@@ -32,6 +32,8 @@ flags.DEFINE_integer("base_epochs", None, "Epochs of the original model when tra
 flags.DEFINE_integer("hash_epochs", None, "Retraining epochs of the hash model (default 3).")
 flags.DEFINE_integer("adv_epochs", None, "Epochs of PGD adversarial training for Figures 3-4 (default 0: not run).")
 flags.DEFINE_integer("adv_steps", None, "PGD steps per batch of that adversarial training (default 40, Madry's).")
+flags.DEFINE_integer("adv_warmup", None, "Epochs over which its eps grows linearly to --eps (default 0; from scratch "
+                     "at eps 0.3 the seven-layer model stays at chance without).")
 flags.DEFINE_float("eps", None, "L-inf radius of FGSM / BIM / MIM / BPDA / adaptive attacks (default 0.3 MNIST, 0.1 "
                    "Fashion-MNIST).")
 for name, default, text in (("fast_images", 1000, "FGSM / BIM / MIM images"), ("deepfool_images", 1000, "DeepFool images"),
@@ -49,9 +51,9 @@ for name, default, text in (("fast_images", 1000, "FGSM / BIM / MIM images"), ("
 flags.DEFINE_bool("report_only", False, "Only write the report from the cells computed so far.")
 cli.define_executor_flags()
 FLAGS = flags.FLAGS
-SCALE = ("base_epochs", "hash_epochs", "adv_epochs", "adv_steps", "eps", "fast_images", "deepfool_images",
-         "targeted_images", "bpda_images", "substitute_images", "zoo_images", "zoo_targeted_images", "zoo_queries", "cw_search_steps",
-         "cw_iterations", "square_queries", "histogram_images", "figure_images")
+SCALE = ("base_epochs", "hash_epochs", "adv_epochs", "adv_steps", "adv_warmup", "eps", "fast_images",
+         "deepfool_images", "targeted_images", "bpda_images", "substitute_images", "zoo_images", "zoo_targeted_images",
+         "zoo_queries", "cw_search_steps", "cw_iterations", "square_queries", "histogram_images", "figure_images")
 
 
 def main(argv):

@@ -27,6 +27,8 @@ flags.DEFINE_integer("pgd_steps", 40, "PGD steps per training batch (Madry: 40 M
 flags.DEFINE_string("pgd_step_size", None, "PGD step size (default 4/3 eps / pgd_steps: Madry's 0.01 at eps 0.3, 40 steps); fractions accepted.")
 flags.DEFINE_float("adv_fraction", 1.0, "Fraction of each batch replaced by PGD examples (Madry: 1).")
 flags.DEFINE_bool("random_start", True, "Uniform random start in the eps-ball.")
+flags.DEFINE_integer("eps_warmup_epochs", 0, "Epochs over which eps grows linearly from near 0 to --eps (0: none; "
+                     "a model that stays at chance at eps 0.3 from scratch can learn with 2-3).")
 flags.DEFINE_integer("eval_images", 500, "Test images for the final PGD accuracy (0: skip).")
 cli.define_model_output_flag("Output model path (.h5); sidecar JSON and checkpoint beside it.")
 flags.mark_flag_as_required("eps")
@@ -38,6 +40,7 @@ def main(argv):
     eps = checks.fraction(FLAGS.eps, "eps")
     step_size = None if FLAGS.pgd_step_size is None else checks.fraction(FLAGS.pgd_step_size, "pgd_step_size")
     adversarial_training.check_settings(eps, FLAGS.pgd_steps, step_size, FLAGS.adv_fraction)
+    checks.count(FLAGS.eps_warmup_epochs, "eps_warmup_epochs", minimum=0)
     epochs = cli.parse_epochs(FLAGS.epochs, default=40)
     training.check_training_settings(epochs, FLAGS.batch_size, FLAGS.learning_rate)
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
@@ -45,7 +48,8 @@ def main(argv):
           flush=True)
     model, record = adversarial_training.train_adversarial(
         dataset, adversarial_training.checkpoint_path(FLAGS.output), eps, epochs, pgd_steps=FLAGS.pgd_steps,
-        pgd_step_size=step_size, adv_fraction=FLAGS.adv_fraction, random_start=FLAGS.random_start, seed=FLAGS.seed,
+        pgd_step_size=step_size, adv_fraction=FLAGS.adv_fraction, random_start=FLAGS.random_start,
+        eps_warmup_epochs=FLAGS.eps_warmup_epochs, seed=FLAGS.seed,
         eval_images=FLAGS.eval_images, log=lambda line: print(line, flush=True), **cli.training_settings(FLAGS))
     record["command_line"] = {name: FLAGS[name].value for name in FLAGS if FLAGS[name].present}
     sidecar = write_model(model, record, FLAGS.output)

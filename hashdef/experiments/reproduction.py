@@ -59,6 +59,7 @@ class Plan:
     hash_epochs: int = 3
     adv_epochs: int = 0  # > 0 adds PGD adversarial training (Figures 3-4)
     adv_steps: int = None  # its PGD steps per batch (default the adv defense's: Madry's 40)
+    adv_warmup: int = 0  # its eps warm-up epochs (0: eps from the first batch, as Madry et al.)
     fast_images: int = 1000  # FGSM / BIM / MIM [whole test set]
     deepfool_images: int = 1000
     targeted_images: int = 10  # first test images (correct ones kept) x 9 targets: JSMA, C&W, EAD [100]
@@ -119,7 +120,9 @@ class Reproduction(CellExperiment):
         self.compressed = [self.models.add("Pruning", f"prune:{plan.prune_sparsity:g}"),
                            self.models.add("Quantization 8 bits", "quantize:8"),
                            self.models.add("Quantization 3 bits", "quantize:3")]
-        adv = "adv" if plan.adv_steps is None else f"adv:steps={plan.adv_steps}"
+        adv_args = ([] if plan.adv_steps is None else [f"steps={plan.adv_steps}"]) + (
+            [f"warmup={plan.adv_warmup}"] if plan.adv_warmup else [])
+        adv = "adv" + (":" + ",".join(adv_args) if adv_args else "")
         self.adv = self.models.add("PGD adv. training", adv, plan.adv_epochs) if plan.adv_epochs else None
         self.models.check_run(work_dir, dataclasses.asdict(plan), CONTENT_KEYS, "a hash reproduction")
 

@@ -8,16 +8,20 @@ value_and_grad`, model in inference mode while crafting), then the model takes o
 training mode (reference recipe: SGD 0.01, momentum 0.9, Nesterov, batch 128). ``adv_fraction < 1`` mixes:
 the first ``round(adv_fraction * batch)`` examples of each shuffled batch are adversarial, the rest clean
 (Madry et al. train on 100% adversarial examples, the default). Crafting and the update run in one
-``tf.function`` per batch.
+``tf.function`` per batch. ``eps_warmup_epochs = W > 0`` grows the training bound linearly from eps / (W x
+batches per epoch) at the first batch to eps at the end of epoch W (the PGD step size in proportion), then keeps
+it: the eps ramp of Gowal et al. 2018 ("On the effectiveness of interval bound propagation"), which lets a model
+start learning that stays at chance under eps 0.3 from scratch (the hash paper's seven-layer CNN with this SGD
+recipe: loss ln 10 for 2 epochs; :func:`warmup_eps`).
 
-Registered as the defense ``adv[:EPS,steps=N]`` (eps default per data set, :data:`DEFAULT_EPS`; N PGD steps,
-default 40 as Madry's MNIST recipe).
+Registered as the defense ``adv[:EPS,steps=N,warmup=W]`` (eps default per data set, :data:`DEFAULT_EPS`; N PGD
+steps, default 40 as Madry's MNIST recipe; W warm-up epochs, default 0).
 
 Checkpoint (:mod:`hrs_tf.training.checkpoint`): after every epoch one file is written atomically with the
 settings, the epoch number, the history, the model weights and the optimizer state (momenta, iteration
-count). A rerun with the same settings resumes at the next epoch; the shuffling order, random starts and dropout masks of an epoch
-depend only on (seed, epoch), so a resumed run ends with the same weights as an uninterrupted one. A rerun
-with other settings is refused (``epochs`` may grow: training continues).
+count). A rerun with the same settings resumes at the next epoch; the shuffling order, random starts, dropout
+masks and warm-up bounds of an epoch depend only on (seed, epoch), so a resumed run ends with the same weights as
+an uninterrupted one. A rerun with other settings is refused (``epochs`` may grow: training continues).
 """
 
 import os
@@ -37,7 +41,7 @@ from hrs_tf.training import checkpoint as checkpoints
 
 # Settings that determine the trained weights: a resume with any of them changed is refused.
 IDENTITY_KEYS = ("dataset", "train_fingerprint", "architecture", "dropout_rate", "eps", "pgd_steps", "pgd_step_size",
-                 "adv_fraction", "random_start", "batch_size", "learning_rate", "seed")
+                 "adv_fraction", "random_start", "eps_warmup_epochs", "batch_size", "learning_rate", "seed")
 DEFAULT_EPS = {"mnist": 0.3, "fashion_mnist": 0.1, "cifar10": 2 / 255}  # training bound when the spec gives none
 DEFAULT_STEPS = 40  # Madry et al.'s MNIST recipe (CIFAR-10: 7)
 DEFAULT_PATH_LENGTH = 4 / 3  # default PGD path length in units of eps (Madry MNIST: 40 x 0.01 = 0.4 at 0.3)
@@ -53,9 +57,20 @@ def check_settings(eps, pgd_steps, pgd_step_size, adv_fraction):
     """
     eps = checks.fraction(eps, "eps", allow_zero=False)
     pgd_steps = checks.count(pgd_steps, "pgd_steps", minimum=1)
-    pgd_step_size = DEFAULT_PATH_LENGTH * eps / pgd_steps if pgd_step_size is None else checks.positive(pgd_step_size, "pgd_step_size")
+    pgd_step_size = (DEFAULT_PATH_LENGTH * eps / pgd_steps if pgd_step_size is None
+                     else checks.positive(pgd_step_size, "pgd_step_size"))
     adv_fraction = checks.fraction(adv_fraction, "adv_fraction")
     return eps, pgd_steps, pgd_step_size, adv_fraction
+
+
+def warmup_eps(eps, warmup_epochs, epoch, batch, num_batches):
+    """The training bound of batch ``batch`` (0-based) of epoch ``epoch`` (0-based): ``eps`` without warm-up, else
+    ``eps * min(1, (epoch * num_batches + batch + 1) / (warmup_epochs * num_batches))`` (linear in the batch count,
+    eps from the last batch of epoch ``warmup_epochs`` on)."""
+    if not warmup_epochs:
+        return float(eps)
+    done = int(epoch) * int(num_batches) + int(batch) + 1
+    return float(eps) * min(1.0, done / (int(warmup_epochs) * int(num_batches)))
 
 
 def pgd_examples(model, x, y, eps, steps, step_size, seed, random_start=True):
@@ -69,17 +84,18 @@ def pgd_examples(model, x, y, eps, steps, step_size, seed, random_start=True):
 
 
 def make_train_step(model, optimizer, run):
-    """The per-batch ``tf.function``: craft PGD examples, mix, one optimizer step; returns (loss, accuracy)."""
+    """The per-batch ``tf.function`` ``step(x, y, seed, eps, step_size)``: craft PGD examples at the batch's bound,
+    mix, one optimizer step; returns (loss, accuracy)."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     shape = (None,) + tuple(model.input_shape[1:])
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32),
-                                  tf.TensorSpec([2], tf.int64)])
-    def step(x, y, seed):
+                                  tf.TensorSpec([2], tf.int64), tf.TensorSpec([], tf.float32),
+                                  tf.TensorSpec([], tf.float32)])
+    def step(x, y, seed, eps, step_size):
         inputs = x
         if run["adv_fraction"] > 0:
-            adv = pgd_examples(model, x, y, run["eps"], run["pgd_steps"], run["pgd_step_size"], seed,
-                               run["random_start"])
+            adv = pgd_examples(model, x, y, eps, run["pgd_steps"], step_size, seed, run["random_start"])
             count = tf.cast(tf.round(run["adv_fraction"] * tf.cast(tf.shape(x)[0], tf.float32)), tf.int32)
             inputs = tf.concat([adv[:count], x[count:]], axis=0)
         with tf.GradientTape() as tape:
@@ -105,7 +121,8 @@ def checkpoint_path(output):
 
 # -- training --------------------------------------------------------------------------------------------
 def train_adversarial(dataset, checkpoint, eps, epochs, pgd_steps=40, pgd_step_size=None, adv_fraction=1.0,
-                      random_start=True, arch=None, dropout_rate=None, batch_size=training.REFERENCE_BATCH_SIZE,
+                      random_start=True, eps_warmup_epochs=0, arch=None, dropout_rate=None,
+                      batch_size=training.REFERENCE_BATCH_SIZE,
                       learning_rate=training.REFERENCE_LEARNING_RATE, seed=0, eval_images=500, stop_after=None,
                       log=print):
     """Madry PGD adversarial training of the base CNN of ``dataset``, checkpointed to ``checkpoint``.
@@ -118,12 +135,14 @@ def train_adversarial(dataset, checkpoint, eps, epochs, pgd_steps=40, pgd_step_s
     eps, pgd_steps, pgd_step_size, adv_fraction = check_settings(eps, pgd_steps, pgd_step_size, adv_fraction)
     training.check_training_settings(epochs, batch_size, learning_rate)
     eval_images = checks.count(eval_images, "eval_images", minimum=0)
+    eps_warmup_epochs = checks.count(eps_warmup_epochs, "eps_warmup_epochs", minimum=0)
     architecture = models.architecture_for(dataset, arch)
     rate = architecture.dropout_rate if dropout_rate is None else float(dropout_rate)
     run = {"dataset": dataset.name, "train_fingerprint": checkpoints.data_fingerprint(dataset.x_train, dataset.y_train),
            "architecture": architecture.name, "dropout_rate": rate, "eps": eps, "pgd_steps": pgd_steps,
            "pgd_step_size": pgd_step_size, "adv_fraction": adv_fraction, "random_start": bool(random_start),
-           "batch_size": int(batch_size), "learning_rate": float(learning_rate), "seed": int(seed)}
+           "eps_warmup_epochs": eps_warmup_epochs, "batch_size": int(batch_size),
+           "learning_rate": float(learning_rate), "seed": int(seed)}
     keras.utils.set_random_seed(seed)
     model = models.build_base_model(architecture, dropout_rate=rate)
     optimizer = training.reference_optimizer(learning_rate)
@@ -145,13 +164,15 @@ def train_adversarial(dataset, checkpoint, eps, epochs, pgd_steps=40, pgd_step_s
         losses, accuracies, sizes = [], [], []
         for b in range(num_batches):
             idx = order[b * batch_size:(b + 1) * batch_size]
-            loss, acc = step(tf.constant(x[idx]), tf.constant(y[idx]), tf.constant([epoch_seed, b], tf.int64))
+            bound = warmup_eps(eps, eps_warmup_epochs, epoch, b, num_batches)
+            loss, acc = step(tf.constant(x[idx]), tf.constant(y[idx]), tf.constant([epoch_seed, b], tf.int64),
+                             tf.constant(bound, tf.float32), tf.constant(pgd_step_size * bound / eps, tf.float32))
             losses.append(float(loss))
             accuracies.append(float(acc))
             sizes.append(len(idx))
             if (b + 1) % PROGRESS_EVERY == 0 and b + 1 < num_batches:
                 log(f"epoch {epoch + 1}/{epochs}: batch {b + 1}/{num_batches}, loss {np.mean(losses):.4f}, "
-                    f"{time.time() - began:.0f} s")
+                    + (f"eps {bound:.4g}, " if bound < eps else "") + f"{time.time() - began:.0f} s")
         record = {"epoch": epoch + 1, "loss": float(np.average(losses, weights=sizes)),
                   "train_accuracy": float(np.average(accuracies, weights=sizes)),
                   "test_accuracy": metrics.accuracy(model, dataset.x_test, dataset.y_test),
@@ -175,7 +196,7 @@ def train_adversarial(dataset, checkpoint, eps, epochs, pgd_steps=40, pgd_step_s
         log(f"WARNING: the adversarially trained model is at chance: clean test accuracy "
             f"{record['test_accuracy']:.2%}, the most frequent test label alone gives {majority:.2%}; PGD training "
             f"at eps {eps:g} from scratch can stay there for its first epochs: train more epochs (this run: "
-            f"{int(epochs)})")
+            f"{int(epochs)}) or warm eps up (this run: {eps_warmup_epochs} warm-up epochs)")
     if eval_images:
         record["pgd_eval"] = robust_accuracy(model, dataset.x_test[:eval_images], dataset.y_test[:eval_images], eps,
                                              pgd_steps, pgd_step_size, seed)
@@ -216,7 +237,10 @@ class AdversarialTraining(Defense):
     arguments = (Argument("eps", lambda text: checks.fraction(text, "eps", allow_zero=False), None,
                           "L-inf training bound (default 0.3 MNIST, 0.1 Fashion-MNIST, 2/255 CIFAR-10)"),
                  Argument("steps", lambda text: checks.count(text, "steps", minimum=1), DEFAULT_STEPS,
-                          "PGD steps per training batch", keyword_only=True, metavar="N"))
+                          "PGD steps per training batch", keyword_only=True, metavar="N"),
+                 Argument("warmup", lambda text: checks.count(text, "warmup", minimum=0), 0,
+                          "epochs over which the training eps grows linearly to its value (0: none)", keyword_only=True,
+                          metavar="W"))
     default_epochs = 20
     compared_in = {"hrs_paper": ("steps=10",)}
 
@@ -227,5 +251,5 @@ class AdversarialTraining(Defense):
               eval_repeats=None, **settings):
         eps = DEFAULT_EPS[dataset.name] if args["eps"] is None else args["eps"]
         model, record = train_adversarial(dataset, checkpoint_path(output), eps, epochs, pgd_steps=args["steps"],
-                                          seed=seed, log=log, **settings)
+                                          eps_warmup_epochs=args["warmup"], seed=seed, log=log, **settings)
         write_model(model, record, output)

@@ -53,17 +53,38 @@ def test_interrupted_run_resumes_to_the_same_weights(real_mnist, tmp_path):
     assert model is None and record is None and len(lines) == 1 and lines[0].startswith("epoch 1/3")
     with pytest.raises(ConfigError, match="other settings .*eps: 0.3 there vs 0.2 now"):
         at.train_adversarial(small, tmp_path / "resumed.npz", log=quiet, **dict(settings, eps=0.2))
+    with pytest.raises(ConfigError, match="other settings .*eps_warmup_epochs: 0 there vs 2 now"):
+        at.train_adversarial(small, tmp_path / "resumed.npz", log=quiet, **dict(settings, eps_warmup_epochs=2))
     lines = []
     resumed, record = at.train_adversarial(small, tmp_path / "resumed.npz", log=lines.append, **settings)
     assert lines[0].startswith(f"resuming from {tmp_path / 'resumed.npz'} after epoch 1")
     # 3 epochs of PGD at eps 0.3 on 512 images leave the model at chance: said once, at the end, and recorded
     assert [line.split(":")[0] for line in lines[1:]] == ["epoch 2/3", "epoch 3/3", "WARNING"]
     assert "at chance: clean test accuracy" in lines[-1] and "train more epochs (this run: 3)" in lines[-1]
+    assert "warm eps up (this run: 0 warm-up epochs)" in lines[-1]
     assert record["at_chance"] is True and record["test_accuracy"] < 0.2
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert record["pgd_step_size"] == pytest.approx(0.4 / 3)  # default: 3 steps travel 4/3 eps
+
+
+def test_warm_up_grows_eps_linearly_over_its_epochs_then_keeps_it():
+    bounds = [at.warmup_eps(0.3, 2, epoch, batch, 4) for epoch in range(3) for batch in range(4)]
+    np.testing.assert_allclose(bounds, [0.3 * k / 8 for k in range(1, 9)] + [0.3] * 4)
+    assert at.warmup_eps(0.3, 0, 0, 0, 4) == 0.3  # no warm-up: eps from the first batch
+
+
+def test_warm_up_lets_a_model_learn_that_stays_at_chance_without_it(slice_2000, tmp_path):
+    # 100% PGD-5 examples at eps 0.3 from scratch, 6 epochs on 2000 images. Measured: without warm-up clean test
+    # accuracy 11.3% for 5 epochs, 16.3% after 6 (loss 2.30 throughout: at chance); with 3 warm-up epochs 38.7%
+    # after the first epoch, 93.7% after 6 (loss 1.43).
+    settings = dict(eps=0.3, epochs=6, pgd_steps=5, seed=0, eval_images=0, learning_rate=0.03, log=quiet)
+    _, cold = at.train_adversarial(slice_2000, tmp_path / "cold.npz", **settings)
+    _, warm = at.train_adversarial(slice_2000, tmp_path / "warm.npz", eps_warmup_epochs=3, **settings)
+    assert cold["at_chance"] and cold["test_accuracy"] < 0.25
+    assert not warm["at_chance"] and warm["test_accuracy"] > 0.85
+    assert warm["eps_warmup_epochs"] == 3 and warm["eps"] == 0.3 and cold["eps_warmup_epochs"] == 0
 
 
 def test_default_step_size_scales_with_steps():

@@ -23,6 +23,8 @@ CORE = ["none", "sap", "dropout", "gaussian", "adv", "hrs"]
     ("gaussian:inner_std=0.1", "gaussian:inner_std=0.1", "Gaussian (default, 0.1)", "trained", None),
     ("adv:8/255", "adv:0.03137254901960784", "Adv. training", "trained", None),
     ("adv:steps=10", "adv:steps=10", "Adv. training", "trained", None),
+    ("adv:steps=5,warmup=3", "adv:steps=5,warmup=3", "Adv. training", "trained", None),
+    ("adv:warmup=0", "adv", "Adv. training", "trained", None),
     ("hrs", "hrs:10x10", "HRS 10x10", "trained", None),
     ("hrs:5*5", "hrs:5x5", "HRS 5x5", "trained", None),
     ("hrs:5x5x5", "hrs:5x5x5", "HRS 5x5x5", "trained", None),
@@ -44,6 +46,7 @@ def test_specs_parse_to_canonical_texts_labels_and_sources(text, canonical, labe
     ("hrs:5x5,of=3x3,of=2x2", "gives of twice"),
     ("dropout:rate=0.1", "defense 'dropout' has no argument 'rate'; its arguments: test_rate"),
     ("adv:eps=9", "outside"),
+    ("adv:warmup=-1", "warmup"),
     ("hrs:0x5", "need 1 to 3 blocks, each with at least one channel"),
 ])
 def test_bad_specs_are_refused_in_one_line(text, message):

@@ -72,6 +72,9 @@ def test_adversarial_training_of_figures_3_4_takes_its_pgd_steps_from_the_plan(r
     assert default.models.entries[default.adv] == (registry.parse("adv"), 2)
     assert cheap.models.entries[cheap.adv] == (registry.parse("adv:steps=7"), 2)
     assert registry.parse("adv:steps=7") != registry.parse("adv")
+    warm = make("warm", adv_epochs=2, adv_steps=5, adv_warmup=3)
+    assert warm.models.entries[warm.adv] == (registry.parse("adv:steps=5,warmup=3"), 2)
+    assert make("warm only", adv_epochs=2, adv_warmup=3).models.entries[warm.adv][0].text == "adv:warmup=3"
     with pytest.raises(ConfigError, match="steps"):
         make("bad", adv_epochs=1, adv_steps=0)
     with pytest.raises(ConfigError, match="PGD adv. training"):  # the same folder, another adversarial model: refused
