@@ -160,6 +160,26 @@ def figure4_markdown(results):
     return markdown_table(["source", "target", "L2 bucket", "passing rate", "transfer of passing"], rows)
 
 
+def outcomes_section(results, names):
+    """The section on rejecting target schemes (MagNet): for every target scheme that refused at least one judged
+    example, how its held-out models judged each source scheme's Multi-t examples (every L2). [] when no scheme
+    rejected anything (the section says nothing then) or the results predate the outcome counts."""
+    outcomes = results.get("outcomes", {})
+    rejecting = [t for t in results["schemes"]
+                 if any((outcomes.get(s, {}).get(t) or {}).get("rejected") for s in results["schemes"])]
+    if not rejecting:
+        return []
+    rows = [[source, target, cell["judgements"], _pct(cell["target"]), _pct(cell["rejected"]), _pct(cell["other"])]
+            for target in rejecting for source in results["schemes"]
+            for cell in [outcomes[source][target]]]
+    return ["## Rejections: how the rejecting schemes judged the examples", "",
+            f"Every {names['multi']} example of the source scheme (all L2, all confidences) on each held-out model of "
+            "the target scheme: the share of these (model, example) judgements that gave the attack's target, "
+            "rejected the example (not a success), or gave another class. Only target schemes that rejected at least "
+            "one example are listed.", "",
+            markdown_table(["source", "target", "judgements", "target class", "rejected", "other class"], rows), ""]
+
+
 def fleet_lines(study):
     """The scale lines of a study's report: what each scheme's fleet was made with, read from its manifest and the
     models' training records."""
@@ -240,6 +260,7 @@ def write_report(study, results, docs_dir, command, scale_lines=()):
               "examples that pass, averaged over the rotations. CSV: "
               f"[reproduce_rs/{dataset}_figure4.csv](reproduce_rs/{dataset}_figure4.csv).", "",
               f"![figure 4](reproduce_rs/{dataset}_figure4.png)", "", figure4_markdown(results), ""]
+    parts += outcomes_section(results, names)
     reading = os.path.join(figures, f"{dataset}_reading.md")
     if os.path.exists(reading):
         with open(reading) as f:

@@ -149,6 +149,21 @@ def validated_by_bucket(fooled, l2, edges, threshold):
             "rotations": rotations}
 
 
+def outcome_shares(labels, targets, rejected=-1):
+    """How the target models judged examples: ``labels`` (models, examples) their decisions, ``targets`` (examples)
+    the attack targets. Returns ``{"judgements": n, "target": share, "rejected": share, "other": share}`` over the n
+    (model, example) pairs (shares None when n = 0): the target class predicted, the example refused
+    (``rejected``, MagNet's detectors), or some other class."""
+    labels = np.asarray(labels, np.int64)
+    targets = np.broadcast_to(np.asarray(targets, np.int64), labels.shape)
+    n = int(labels.size)
+    if not n:
+        return {"judgements": 0, "target": None, "rejected": None, "other": None}
+    hit, refused = labels == targets, labels == rejected
+    return {"judgements": n, "target": float(hit.mean()), "rejected": float(refused.mean()),
+            "other": float((~hit & ~refused).mean())}
+
+
 def counts_by_bucket(l2, edges):
     """Examples per bucket."""
     buckets = bucket_of(l2, edges)

@@ -255,19 +255,24 @@ class TranslucentStudy:
         return self.cells.cell("judge", name, compute), made
 
     # -- measurements ----------------------------------------------------------------------------------------
-    def _pooled(self, source_spec, group, target_spec):
-        """Over the confidence grid and the chunks: (L2 of the found examples, fooled (target models, examples))."""
-        l2, fooled = [], []
+    def _judgements(self, source_spec, group, target_spec):
+        """Over the confidence grid and the chunks: (L2 of the found examples, their attack targets, the labels the
+        target models gave them (target models, examples))."""
+        l2, targets, labels = [], [], []
         for confidence in self.plan.confidences:
             for chunk in self.chunks():
                 cell, made = self.judged(source_spec, group, confidence, chunk, target_spec)
                 found = np.asarray(cell["examples"], np.int64)
                 l2.append(made["l2"][found])
-                targets = made["targets"][found]
-                fooled.append(np.stack([decision.attack_succeeded(np.asarray(cell["labels"][str(k)], np.int64),
-                                                                  targets, targeted=True)
+                targets.append(made["targets"][found])
+                labels.append(np.stack([np.asarray(cell["labels"][str(k)], np.int64).reshape(-1)
                                         for k in self.target_models(source_spec, group, target_spec)]))
-        return np.concatenate(l2), np.concatenate(fooled, axis=1)
+        return np.concatenate(l2), np.concatenate(targets), np.concatenate(labels, axis=1)
+
+    def _pooled(self, source_spec, group, target_spec):
+        """Over the confidence grid and the chunks: (L2 of the found examples, fooled (target models, examples))."""
+        l2, targets, labels = self._judgements(source_spec, group, target_spec)
+        return l2, np.stack([decision.attack_succeeded(row, targets, targeted=True) for row in labels])
 
     def white_box(self, spec, groups):
         """Tables 4-5: the L2 of C&W at K = 0 against the source(s) of ``groups`` (Single: its sources' examples
@@ -355,7 +360,7 @@ class TranslucentStudy:
     def results(self):
         edges = self.plan.edges
         out = {"edges": list(edges), "schemes": [s.label for s in self.specs], "tables": {}, "figure3": {},
-               "figure4": {}, "counts": {}}
+               "figure4": {}, "counts": {}, "outcomes": {}}
         for spec in self.specs:
             out["tables"][spec.label] = {"single": self.white_box(spec, self.groups()[1:]),
                                          "multi": self.white_box(spec, ["multi"])}
@@ -375,10 +380,14 @@ class TranslucentStudy:
                 "passed": [sum(r["passed"][b] for r in validated["rotations"]) for b in range(len(edges) - 1)]}
             out["figure3"][spec.label] = figure
             out["figure4"][spec.label] = {}
+            out["outcomes"][spec.label] = {}
             for target in self.specs:
-                t_l2, t_fooled = self._pooled(spec, "multi", target)
+                t_l2, t_targets, t_labels = self._judgements(spec, "multi", target)
+                t_fooled = np.stack([decision.attack_succeeded(row, t_targets, targeted=True) for row in t_labels])
                 v = strategies.validated_by_bucket(t_fooled, t_l2, edges, self.roles.threshold)
                 out["figure4"][spec.label][target.label] = {"passing": v["passing"], "transfer": v["transfer"]}
+                out["outcomes"][spec.label][target.label] = strategies.outcome_shares(t_labels, t_targets,
+                                                                                      decision.REJECTED)
         out["figure3"]["mean"] = {
             s: [strategies.mean_of_defined([out["figure3"][spec.label][s][b] for spec in self.specs])
                 for b in range(len(edges) - 1)] for s in strategies.STRATEGIES}

@@ -95,6 +95,29 @@ def test_validation_keeps_what_fools_five_of_seven_and_rotates_the_target():
     assert strategies.validated_by_bucket(fooled, l2, (0.0, 1.0), 7)["transfer"][0] == 1.0
 
 
+def test_outcome_shares_split_judgements_into_target_rejected_and_other():
+    labels = np.array([[3, -1, 5, 3], [-1, -1, 2, 7]])  # 2 target models x 4 examples; -1: rejected
+    targets = np.array([3, 4, 2, 7])
+    assert strategies.outcome_shares(labels, targets) == {"judgements": 8, "target": 3 / 8, "rejected": 3 / 8,
+                                                          "other": 2 / 8}
+    assert strategies.outcome_shares(np.zeros((2, 0)), np.zeros(0))["target"] is None
+
+
+def test_the_rejection_section_lists_only_schemes_that_rejected():
+    share = lambda t, r: {"judgements": 10, "target": t, "rejected": r, "other": 1 - t - r}  # noqa: E731
+    results = {"schemes": ["Standard", "MagNet"],
+               "outcomes": {"Standard": {"Standard": share(0.6, 0.0), "MagNet": share(0.2, 0.5)},
+                            "MagNet": {"Standard": share(0.3, 0.0), "MagNet": share(0.8, 0.1)}}}
+    names = report.titles(strategies.Roles())
+    text = "\n".join(report.outcomes_section(results, names))
+    assert "| Standard | MagNet | 10 | 20.0% | 50.0% | 30.0% |" in text
+    assert "| MagNet | MagNet | 10 | 80.0% | 10.0% | 10.0% |" in text
+    assert "| Standard | Standard |" not in text and "| MagNet | Standard |" not in text  # Standard never rejects
+    results["outcomes"]["Standard"]["MagNet"]["rejected"] = results["outcomes"]["MagNet"]["MagNet"]["rejected"] = 0.0
+    assert report.outcomes_section(results, names) == []
+    assert report.outcomes_section({"schemes": ["Standard"]}, names) == []  # results written before the counts
+
+
 def test_buckets_and_transfer_rates_by_bucket():
     edges = strategies.default_edges("mnist")
     assert edges == (0.0, 0.75, 1.5, 2.25, 3.0)
@@ -189,6 +212,18 @@ def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkey
     cell = evaluation.cells.stored("judge", f"{label} multi K=0 images=0-4 on {label}")
     _, made = evaluation.generated(evaluation.specs[0], "multi", 0.0, (0, 4))
     assert cell["examples"] == np.flatnonzero(made["found"]).tolist() and set(cell["labels"]) == {"2", "3"}
+    # outcomes: every found Multi-2 example on both held-out models; the centroid scheme never rejects
+    hits, judged = 0, 0
+    for k in (0, 2):
+        for chunk in ((0, 4), (4, 6)):
+            judge = evaluation.cells.stored("judge", f"{label} multi K={k} images={chunk[0]}-{chunk[1]} on {label}")
+            _, made = evaluation.generated(evaluation.specs[0], "multi", float(k), chunk)
+            targets = made["targets"][judge["examples"]]
+            hits += sum(int(np.sum(np.asarray(judge["labels"][m]) == targets)) for m in ("2", "3"))
+            judged += 2 * len(judge["examples"])
+    outcome = results["outcomes"][label][label]
+    assert outcome["judgements"] == judged > 0 and outcome["rejected"] == 0.0
+    assert outcome["target"] == pytest.approx(hits / judged) and outcome["other"] == pytest.approx(1 - hits / judged)
 
     # a rerun computes nothing; a killed cell (its JSON missing) is the only one redone
     def refuse(*args, **kwargs):
@@ -214,6 +249,7 @@ def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkey
                                report.fleet_lines(evaluation))
     text = open(path).read()
     assert "Table 4" in text and "Figure 4" in text and "set with --l2_edges; Table 3's cut-off is 3" in text
+    assert "## Rejections" not in text  # no scheme of this study rejects
     assert os.path.exists(tmp_path / "docs" / "reproduce_rs" / "mnist_figure4.png")
     assert (tmp_path / "docs" / "reproduce_rs" / "mnist_figure4.csv").read_text().count("\n") == 1 + 2
 
