@@ -12,6 +12,16 @@ def _median(values):
     return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
 
 
+def distinct_labels(labels):
+    """``labels`` with a repeated one numbered (" (2)", " (3)", ...): one series per run in a plot, where a dict keyed
+    by a shared label kept only the last run (the committed base plot lost its 40-epoch Fashion-MNIST run so)."""
+    seen, out = {}, []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
 def training_report(base_records, hrs_summaries, docs_dir, command, benchmark_text=None):
     """Markdown report of base-model and HRS training runs (+ PNG plots written into ``docs_dir``).
 
@@ -39,9 +49,11 @@ def training_report(base_records, hrs_summaries, docs_dir, command, benchmark_te
                                  "training wall time", "epoch time min / median"], rows))
     if base_records:
         plot = "base_test_accuracy.png"
+        labels = distinct_labels([f"{r['dataset']}, {r['epochs']} epochs" for r in base_records])
         plot_lines(os.path.join(docs_dir, plot),
-                   {r["dataset"]: ([h["epoch"] for h in r["history"]], [h["val_accuracy"] for h in r["history"]])
-                    for r in base_records}, "epoch", "test accuracy", "Base models: test accuracy per epoch")
+                   {label: ([h["epoch"] for h in r["history"]], [h["val_accuracy"] for h in r["history"]])
+                    for label, r in zip(labels, base_records)}, "epoch", "test accuracy",
+                   "Base models: test accuracy per epoch")
         parts.append(f"\n![test accuracy per epoch]({plot})\n")
 
     if hrs_summaries:
@@ -78,9 +90,11 @@ def training_report(base_records, hrs_summaries, docs_dir, command, benchmark_te
                          "on top of the frozen, randomly switching block 0 (per mini-batch path).\n")
         plot = "hrs_path_accuracy.png"
         series = {}
-        for s in hrs_summaries:
+        labels = distinct_labels([f"{s['dataset']} HRS {'x'.join(map(str, s['channels']))}, "
+                                  f"{','.join(map(str, s['epochs']))} epochs" for s in hrs_summaries])
+        for label, s in zip(labels, hrs_summaries):
             values = sorted(s["path_test_accuracy"].values())
-            series[f"{s['dataset']} HRS {'x'.join(map(str, s['channels']))}"] = (list(range(1, len(values) + 1)), values)
+            series[label] = (list(range(1, len(values) + 1)), values)
         plot_lines(os.path.join(docs_dir, plot), series, "fixed path (sorted)", "test accuracy",
                    "HRS: test accuracy of every fixed path")
         parts.append(f"![accuracy of every path]({plot})\n")

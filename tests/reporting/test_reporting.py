@@ -19,14 +19,27 @@ def hrs_summary(dataset):
             "path_test_accuracy": {"0-0": 0.986, "0-1": 0.99, "1-0": 0.985, "1-1": 0.989}, "channel_records": records}
 
 
-def test_training_report_tables_and_plots(tmp_path):
-    bases = [base_record("mnist", 0.995, epochs=40), base_record("mnist", 0.992)]
-    text = training_report(bases, [hrs_summary("mnist")], str(tmp_path),
+def test_training_report_tables_and_plots(tmp_path, monkeypatch):
+    from hrs_tf.reporting import training_report as module
+
+    drawn, original = {}, module.plot_lines
+
+    def recording(path, series, *args, **kwargs):
+        drawn[os.path.basename(path)] = series
+        return original(path, series, *args, **kwargs)
+
+    monkeypatch.setattr(module, "plot_lines", recording)
+    bases = [base_record("mnist", 0.995, epochs=40), base_record("mnist", 0.992), base_record("mnist", 0.991)]
+    text = training_report(bases, [hrs_summary("mnist"), hrs_summary("mnist")], str(tmp_path),
                                      "python tools/report_training.py --base=x", "base 1.00x")
+    # one series per run, also where runs share a data set (a dict keyed by data set had kept only the last one)
+    assert list(drawn["base_test_accuracy.png"]) == ["mnist, 40 epochs", "mnist, 3 epochs", "mnist, 3 epochs (2)"]
+    assert drawn["base_test_accuracy.png"]["mnist, 40 epochs"][1] == [0.995 - 0.01 / e for e in (1, 2, 3)]
+    assert list(drawn["hrs_path_accuracy.png"]) == ["mnist HRS 2x2, 3,3 epochs", "mnist HRS 2x2, 3,3 epochs (2)"]
     assert "python tools/report_training.py --base=x" in text
     assert "| mnist | mnist | 3 | 0 | 99.20% | 99.04% | 0.6 min | 11 / 12 s |" in text
     assert "| mnist | 2x2 | 3,3 | 98.75% +- 0.05% (2 passes) | 98.50% / 99.00% | 99.20% (3 epochs) | -0.45 pt | 4 min |" in text  # the base with equal epochs
-    assert text.count("| 0 | 1 | 1 | 3 | 99.00% | 98.50% | 1.0 min |") == 1
+    assert text.count("| 0 | 1 | 1 | 3 | 99.00% | 98.50% | 1.0 min |") == 2
     for png in ("base_test_accuracy.png", "hrs_path_accuracy.png"):
         with open(tmp_path / png, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
