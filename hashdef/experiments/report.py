@@ -38,6 +38,7 @@ TABLE3 = ("sub-FGSM", "ZOO", "sub-C&W", "ZOO targeted")
 TABLE4 = ("FGSM", "JSMA-Z", "C&W", "BPDA")
 TABLE7 = ("FGSM", "JSMA-Z", "C&W")
 ADAPTIVE = ("PGD margin", "APGD-DLR", "Square")
+SECTION_ORDER = ("table1", "table2", "table3", "table4", "table7", "adaptive", "figure2", "figures34")  # on the page
 
 
 def _cell_key(rep, column, name, **overrides):
@@ -75,26 +76,40 @@ def _paper(dataset, table, name, index=None):
     return values if index is None else values[index]
 
 
+def _paper_note(dataset):
+    return ("our number first, the paper's MNIST number in brackets" if dataset in PAPER else
+            "the paper reports no numbers for this data set")
+
+
 def _mean(values):
     known = [v for v in values if v is not None]
     return None if len(known) < len(values) or not known else float(np.mean(known))
 
 
 def write_report(rep, docs_dir, command):
-    """Writes the report and its plots; returns the markdown text."""
-    dataset, plan = rep.dataset.name, rep.plan
+    """Writes the report and its plots; returns the markdown text. Only the sections of the experiments ``rep`` runs
+    are written (a run of ``--experiments=figures34`` gets a page of Figures 3-4, not seven empty tables)."""
+    dataset = rep.dataset.name
     stem = f"reproduce_hash_{dataset}"
     figures_dir = os.path.join(docs_dir, "reproduce_hash")
-    paper_note = ("our number first, the paper's MNIST number in brackets" if dataset in PAPER else
-                  "the paper reports no numbers for this data set")
     parts = [f"# Hash compression + gradient inhibition: reproduction on {dataset}", "", "Command:", "", "```", command,
              "```", ""]
     reading = os.path.join(figures_dir, f"{dataset}_reading.md")
     if os.path.exists(reading):
         parts += [open(reading).read().strip(), ""]
     parts += [_scale(rep), ""]
+    sections = {"table1": _table1, "table2": _table2, "table3": _table3, "table4": _table4, "table7": _table7,
+                "adaptive": _adaptive, "figure2": _figure2, "figures34": _figures34}
+    for name in SECTION_ORDER:
+        if name in rep.experiments:
+            parts += sections[name](rep, figures_dir, dataset)
+    text = "\n".join(parts) + "\n"
+    fileio.write_text(os.path.join(docs_dir, stem + ".md"), text)
+    return text
 
-    # Table I
+
+def _table1(rep, figures_dir, dataset):
+    """Table I: clean accuracy, and the robustness estimator's terms."""
     rows = []
     for name in rep.table2_models:
         cell = rep.cells.stored("accuracy", name)
@@ -102,11 +117,14 @@ def write_report(rep, docs_dir, command):
         ours = "-" if cell is None else f"{100 * cell['accuracy']:.2f}"
         rows.append([name, _beside(ours, _paper(dataset, "table1", name)),
                      "-" if est is None else f"{est['g']:.3g}", "-" if est is None else f"{est['phi']:.3g}"])
-    parts += ["## Table I: clean accuracy (%)", "", paper_note + "; g and phi are the robustness estimator's terms "
-              "(mean |dZ/dx|, logit variance) on the first test images.", "",
-              markdown_table(["model", "accuracy", "g", "phi"], rows), ""]
+    return ["## Table I: clean accuracy (%)", "",
+           _paper_note(dataset) + "; g and phi are the robustness estimator's terms (mean |dZ/dx|, logit variance) on "
+           "the first test images.", "",
+           markdown_table(["model", "accuracy", "g", "phi"], rows), ""]
 
-    # Table II
+
+def _table2(rep, figures_dir, dataset):
+    """Table II: white-box ASR and DeepFool robustness."""
     rows = []
     for name in rep.table2_models:
         values = [asr(rep, name, c) for c in TABLE2]
@@ -115,35 +133,46 @@ def write_report(rep, docs_dir, command):
         row += [_beside(_pct(v), _paper(dataset, "table2", name, k + 1)) for k, v in enumerate(values)]
         row.append(_beside(_pct(_mean(values)), _paper(dataset, "table2", name, 9)))
         rows.append(row)
-    parts += ["## Table II: white-box attack success rate (%) and DeepFool robustness", "", paper_note + ".", "",
-              markdown_table(["model", "DeepFool rho"] + list(TABLE2) + ["AVG"], rows), ""]
+    return ["## Table II: white-box attack success rate (%) and DeepFool robustness", "", _paper_note(dataset) + ".",
+           "",
+           markdown_table(["model", "DeepFool rho"] + list(TABLE2) + ["AVG"], rows), ""]
 
-    # Table III
-    rows = [[name] + [_beside(_pct(asr(rep, name, c)), _paper(dataset, "table3", name, k)) for k, c in enumerate(TABLE3)]
-            for name in (rep.original, rep.hash, rep.gi[2], rep.hash_gi[2])]
-    parts += ["## Table III: black-box attack success rate (%)", "",
-              markdown_table(["model", "sub-FGSM (untargeted)", "ZOO (untargeted)", "sub-C&W (targeted)",
-                              "ZOO (targeted)"], rows), ""]
 
-    # Table IV
-    rows = [[name] + [_beside(_pct(asr(rep, name, c)), _paper(dataset, "table4", name, k)) for k, c in enumerate(TABLE4)]
-            for name in rep.squeezers + [rep.hash_gi[2]]]
-    accs = {name: rep.cells.stored("accuracy", name) for name in rep.squeezers + rep.compressed}
-    parts += ["## Table IV: hash + GI3 against input transformations (ASR %)", "",
-              "For bit depth and median smoothing the BPDA column is PGD through their identity backward pass (Athalye "
-              "et al.'s BPDA for input transforms); for hash + GI3 it is PGD on the sigmoid loss. Clean accuracy: "
-              + ", ".join(f"{n} {100 * c['accuracy']:.2f}%" for n, c in accs.items() if c and n in rep.squeezers) + ".",
-              "", markdown_table(["defense"] + list(TABLE4), rows), ""]
+def _table3(rep, figures_dir, dataset):
+    """Table III: black-box ASR."""
+    rows = [[name] + [_beside(_pct(asr(rep, name, c)), _paper(dataset, "table3", name, k))
+                      for k, c in enumerate(TABLE3)] for name in (rep.original, rep.hash, rep.gi[2], rep.hash_gi[2])]
+    return ["## Table III: black-box attack success rate (%)", "",
+           markdown_table(["model", "sub-FGSM (untargeted)", "ZOO (untargeted)", "sub-C&W (targeted)",
+                           "ZOO (targeted)"], rows), ""]
 
-    # Table VII
-    rows = [[name] + [_beside(_pct(asr(rep, name, c)), _paper(dataset, "table7", name, k)) for k, c in enumerate(TABLE7)]
-            for name in [rep.original] + rep.compressed]
-    parts += ["## Table VII: pruning and quantisation (ASR %)", "",
-              "Clean accuracy: " + ", ".join(f"{n} {100 * c['accuracy']:.2f}%" for n, c in accs.items()
-                                               if c and n in rep.compressed) + ".", "",
-              markdown_table(["model"] + list(TABLE7), rows), ""]
 
-    # Adaptive
+def _table4(rep, figures_dir, dataset):
+    """Table IV: hash + GI3 against feature squeezing."""
+    rows = [[name] + [_beside(_pct(asr(rep, name, c)), _paper(dataset, "table4", name, k))
+                      for k, c in enumerate(TABLE4)] for name in rep.squeezers + [rep.hash_gi[2]]]
+    accs = {name: rep.cells.stored("accuracy", name) for name in rep.squeezers}
+    return ["## Table IV: hash + GI3 against input transformations (ASR %)", "",
+           "For bit depth and median smoothing the BPDA column is PGD through their identity backward pass (Athalye "
+           "et al.'s BPDA for input transforms); for hash + GI3 it is PGD on the sigmoid loss. Clean accuracy: "
+           + ", ".join(f"{n} {100 * c['accuracy']:.2f}%" for n, c in accs.items() if c and n in rep.squeezers) + ".",
+           "", markdown_table(["defense"] + list(TABLE4), rows), ""]
+
+
+def _table7(rep, figures_dir, dataset):
+    """Table VII: pruning and quantisation."""
+    accs = {name: rep.cells.stored("accuracy", name) for name in rep.compressed}
+    rows = [[name] + [_beside(_pct(asr(rep, name, c)), _paper(dataset, "table7", name, k))
+                      for k, c in enumerate(TABLE7)] for name in [rep.original] + rep.compressed]
+    return ["## Table VII: pruning and quantisation (ASR %)", "",
+           "Clean accuracy: " + ", ".join(f"{n} {100 * c['accuracy']:.2f}%" for n, c in accs.items()
+                                            if c and n in rep.compressed) + ".", "",
+           markdown_table(["model"] + list(TABLE7), rows), ""]
+
+
+def _adaptive(rep, figures_dir, dataset):
+    """Beyond the paper: attacks that do not go through the softmax."""
+    plan = rep.plan
     models = [rep.original, rep.hash] + rep.gi + rep.hash_gi + rep.squeezers
     rows = []
     for name in models:
@@ -153,19 +182,13 @@ def write_report(rep, docs_dir, command):
         worst = _pct(max(known)) if known else "-"
         rows.append([name] + [_pct(v) for v in paper_best] + [_pct(v) for v in adaptive]
                     + [f">= {worst}" if known and None in adaptive else worst])  # a bound until every attack ran
-    parts += ["## Beyond the paper: attacks that do not go through the softmax", "",
-              f"Untargeted L-inf at eps {plan.eps:g}, the first {plan.bpda_images} test images (FGSM/BIM/MIM: "
-              f"{plan.fast_images}): the paper's gradient attacks, PGD on the logit margin (100 steps), APGD-DLR "
-              f"(100 steps) and the gradient-free Square attack ({plan.square_queries} queries). ASR %; a worst "
-              "case '>= x' is over the computed cells of a row whose adaptive attacks have not all run.", "",
-              markdown_table(["model", "FGSM", "BIM", "MIM", "BPDA (sigmoid)"] + list(ADAPTIVE) + ["worst case"], rows),
-              ""]
-
-    parts += _figure2(rep, figures_dir, dataset)
-    parts += _figures34(rep, figures_dir, dataset)
-    text = "\n".join(parts) + "\n"
-    fileio.write_text(os.path.join(docs_dir, stem + ".md"), text)
-    return text
+    return ["## Beyond the paper: attacks that do not go through the softmax", "",
+           f"Untargeted L-inf at eps {plan.eps:g}, the first {plan.bpda_images} test images (FGSM/BIM/MIM: "
+           f"{plan.fast_images}): the paper's gradient attacks, PGD on the logit margin (100 steps), APGD-DLR "
+           f"(100 steps) and the gradient-free Square attack ({plan.square_queries} queries). ASR %; a worst "
+           "case '>= x' is over the computed cells of a row whose adaptive attacks have not all run.", "",
+           markdown_table(["model", "FGSM", "BIM", "MIM", "BPDA (sigmoid)"] + list(ADAPTIVE) + ["worst case"], rows),
+           ""]
 
 
 def _scale(rep):
@@ -207,7 +230,7 @@ def _figure2(rep, figures_dir, dataset):
             "The paper: ~97-99% of |dL/dx| in [0, 1e-40] under GI (original: ~66% in (1e-20, 1e-10]); |dZ/dx| in (0.1, 1] "
             "rises from ~21% to 65-87%.", "",
             markdown_table(["model", "mean |dL/dx|", "mean |dF/dx|", "mean |dZ/dx|", "|dL/dx| in [0, 1e-40]",
-                            "|dZ/dx| > 0.1"], rows), "",
+                         "|dZ/dx| > 0.1"], rows), "",
             f"![gradient histograms](reproduce_hash/{os.path.basename(path)})", ""]
 
 

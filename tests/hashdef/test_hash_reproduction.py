@@ -62,6 +62,17 @@ def test_reproduce_hash_report_only_writes_an_empty_report(tmp_path):
     assert "| Original | - (0.0863) | - (72.8)" in text  # every cell missing, the paper's numbers beside
     plan = json.loads((tmp_path / "work" / "plan.json").read_text())
     assert plan["fast_images"] == 10 and np.isclose(plan["eps"], 0.3)
+    headings = [line.split(":")[0] for line in text.splitlines() if line.startswith("## ")]
+    assert headings == ["## Table I", "## Table II", "## Table III", "## Table IV", "## Table VII",
+                        "## Beyond the paper", "## Figure 2", "## Figures 3-4"]
+    # a run of one experiment gets a page of its section only
+    result = run_script("reproduce_hash.py", "--dataset=mnist", "--data_dir=../shared/data", "--report_only",
+                        f"--work_dir={tmp_path / 'work'}", f"--docs_dir={tmp_path / 'only'}", "--fast_images=10",
+                        "--experiments=figures34")
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = (tmp_path / "only" / "reproduce_hash_mnist.md").read_text()
+    assert [line for line in text.splitlines() if line.startswith("## ")] == ["## Figures 3-4: FGSM against eps, BIM "
+                                                                              "against alpha"]
 
 
 def test_adversarial_training_of_figures_3_4_takes_its_pgd_steps_from_the_plan(real_mnist, tmp_path):
