@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from hashdef import robustness
+from hashdef.experiments.reproduction import ADAPTIVE
 from hrs_tf import fileio
 from hrs_tf.reporting import markdown_table, plots
 
@@ -37,7 +38,6 @@ TABLE2 = ("FGSM", "BIM", "MIM", "JSMA-F", "JSMA-Z", "C&W", "EAD", "BPDA")
 TABLE3 = ("sub-FGSM", "ZOO", "sub-C&W", "ZOO targeted")
 TABLE4 = ("FGSM", "JSMA-Z", "C&W", "BPDA")
 TABLE7 = ("FGSM", "JSMA-Z", "C&W")
-ADAPTIVE = ("PGD margin", "APGD-DLR", "Square")
 SECTION_ORDER = ("table1", "table2", "table3", "table4", "table7", "adaptive", "figure2", "figures34")  # on the page
 
 
@@ -173,9 +173,8 @@ def _table7(rep, figures_dir, dataset):
 def _adaptive(rep, figures_dir, dataset):
     """Beyond the paper: attacks that do not go through the softmax."""
     plan = rep.plan
-    models = [rep.original, rep.hash] + rep.gi + rep.hash_gi + rep.squeezers
     rows = []
-    for name in models:
+    for name in rep.adaptive_models:
         paper_best = [asr(rep, name, c) for c in ("FGSM", "BIM", "MIM", "BPDA")]
         adaptive = [asr(rep, name, c) for c in ADAPTIVE]
         known = [v for v in paper_best + adaptive if v is not None]
@@ -235,8 +234,11 @@ def _figure2(rep, figures_dir, dataset):
 
 
 def _figures34(rep, figures_dir, dataset):
+    """Figures 3-4 (FGSM against eps, BIM against its step) and, beside them, the same models under the attacks
+    that do not go through the softmax: the paper compares hash + GI with PGD adversarial training on the first
+    only."""
     p = rep.plan
-    models = [rep.original, rep.hash_gi[0], rep.hash_gi[1]] + ([rep.adv] if rep.adv else [])
+    models = rep.figure_models
     fgsm = {name: (list(p.fgsm_grid), [asr(rep, name, "FGSM", eps=e, num_images=p.figure_images) for e in p.fgsm_grid])
             for name in models}
     bim = {name: (list(p.bim_alphas), [asr(rep, name, "BIM", eps_iter=a, num_images=p.figure_images)
@@ -252,6 +254,20 @@ def _figures34(rep, figures_dir, dataset):
     rows = [[name] + [_pct(v) for v in fgsm[name][1]] + [_pct(v) for v in bim[name][1]] for name in models]
     note = "" if rep.adv else (" PGD adversarial training is not in this run (plan adv_epochs 0): its curves, the paper's "
                                "comparison, were not measured.")
-    return ["## Figures 3-4: FGSM against eps and BIM against its step", "",
-            f"Untargeted, the first {p.figure_images} test images; BIM at eps {p.eps:g}, 10 steps of alpha." + note, "",
-            markdown_table(header, rows), "", f"![FGSM and BIM](reproduce_hash/{os.path.basename(path)})", ""]
+    parts = ["## Figures 3-4: FGSM against eps and BIM against its step", "",
+             f"Untargeted, the first {p.figure_images} test images; BIM at eps {p.eps:g}, 10 steps of alpha." + note,
+             "", markdown_table(header, rows), "", f"![FGSM and BIM](reproduce_hash/{os.path.basename(path)})", ""]
+    adaptive = {name: [asr(rep, name, c) for c in ADAPTIVE] for name in models}
+    if any(v is not None for values in adaptive.values() for v in values):
+        rows = []
+        for name in models:
+            cell = rep.cells.stored("accuracy", name)
+            known = [v for v in adaptive[name] if v is not None]
+            worst = _pct(max(known)) if known else "-"
+            rows.append([name, "-" if cell is None else f"{100 * cell['accuracy']:.2f}"]
+                        + [_pct(v) for v in adaptive[name]] + [f">= {worst}" if known and None in adaptive[name]
+                                                               else worst])
+        parts += [f"The same models against the attacks that do not go through the softmax (untargeted, L-inf eps "
+                  f"{p.eps:g}, the first {p.bpda_images} test images; ASR %):", "",
+                  markdown_table(["model", "clean accuracy (%)"] + list(ADAPTIVE) + ["worst case"], rows), ""]
+    return parts

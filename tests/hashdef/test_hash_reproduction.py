@@ -45,6 +45,38 @@ def test_reproduction_cells_equal_direct_evaluation_and_fill_the_report(real_mni
         reproduction.plan_for("mnist", experiments=("table9",))
 
 
+def test_figures_3_4_set_adversarial_training_beside_an_adaptive_attacker(real_mnist, tmp_path):
+    model = trained_model(real_mnist)
+    base = tmp_path / "base.h5"
+    serialization.save_model(model, base)
+    plan = reproduction.plan_for("mnist", adv_epochs=1, adv_steps=2, figure_images=10, bpda_images=10,
+                                 experiments=("figures34", "adaptive"))
+    rep = reproduction.Reproduction(real_mnist, plan, str(tmp_path / "work"), {"Original": str(base)},
+                                    log=lambda line: None)
+    keys = [entry[:2] for entry in rep.results()]
+    assert len(keys) == len(set(keys))  # the adaptive cells both experiments use are planned once
+    assert rep.figure_models == ["Original", "Hash + GI1", "Hash + GI2", "PGD adv. training"]
+    for name in rep.figure_models:
+        assert ("accuracy", name) in keys
+        assert {("attacks", reproduction.cell_name(name, c)) for c in reproduction.ADAPTIVE} <= set(keys)
+    assert rep.adaptive_models[-1] == "PGD adv. training"
+    only_figures = reproduction.Reproduction(real_mnist, plan, str(tmp_path / "work"), {"Original": str(base)},
+                                             log=lambda line: None, experiments=("figures34",))
+    assert {entry[:2] for entry in only_figures.results()} >= {("attacks", reproduction.cell_name(
+        name, "Square")) for name in rep.figure_models}  # figures34 alone plans them too
+    # the report: the figure's models beside their adaptive ASR, what is not computed yet as "-"
+    rep.accuracy("Original")
+    rep.attack("Original", "FGSM", eps=0.05, num_images=10)
+    margin = rep.attack("Original", "PGD margin")["results"]["asr"]
+    text = rep.report(str(tmp_path / "docs"), "python tools/reproduce_hash.py --test")
+    accuracy = 100 * rep.cells.stored("accuracy", "Original")["accuracy"]
+    lines = text.splitlines()
+    assert f"| Original | {accuracy:.2f} | {100 * margin:.1f} | - | - | >= {100 * margin:.1f} |" in lines
+    assert "| PGD adv. training | - | - | - | - | - |" in lines  # the figures' table
+    assert "| PGD adv. training | - | - | - | - | - | - | - | - |" in lines  # the adaptive table has its row too
+    assert "## Figures 3-4" in text and "## Beyond the paper" in text and "## Table I" not in text
+
+
 def test_train_hash_tool_refuses_bad_rates_without_writing(tmp_path):
     out = tmp_path / "hash.h5"
     result = run_script("train_hash.py", "--base_model=nowhere.h5", "--cr1=1.5", f"--output={out}")
