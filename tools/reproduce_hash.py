@@ -6,9 +6,10 @@
 Models: Original (the paper's seven-layer model), Hash (defensive hash classifier, 3 retraining epochs), GI1-3 and
 Hash + GI1-3, bit depth and median smoothing, pruning and 8- / 3-bit quantisation (and PGD adversarial training with
 --adv_epochs, its PGD steps per batch --adv_steps, its eps warm-up epochs --adv_warmup). Tables I-IV and VII,
-Figure 2, Figures 3-4 and the adaptive attacks (``--experiments``); the scale flags say how many images each attack
-uses (defaults far below the paper's; the report states them). The command trains what it needs, then computes every result cell it does not have yet;
-kill it and run it again to continue. ``--executor=ray`` runs the training and result cells as Ray tasks in
+Figure 2, Figures 3-4 and the adaptive attacks (``--experiments``; the page shows the sections of the experiments
+run); the scale flags say how many images each attack uses (defaults far below the paper's; the report states
+them). The command trains what it needs, then computes every result cell it does not have yet; kill it and run it
+again to continue. ``--executor=ray`` runs the training and result cells as Ray tasks in
 parallel (a local Ray instance, or ``--ray_address`` of an existing cluster; see the README).
 """
 

@@ -10,9 +10,9 @@ the first ``round(adv_fraction * batch)`` examples of each shuffled batch are ad
 (Madry et al. train on 100% adversarial examples, the default). Crafting and the update run in one
 ``tf.function`` per batch. ``eps_warmup_epochs = W > 0`` grows the training bound linearly from eps / (W x
 batches per epoch) at the first batch to eps at the end of epoch W (the PGD step size in proportion), then keeps
-it: the eps ramp of Gowal et al. 2018 ("On the effectiveness of interval bound propagation"), which lets a model
-start learning that stays at chance under eps 0.3 from scratch (the hash paper's seven-layer CNN with this SGD
-recipe: loss ln 10 for 2 epochs; :func:`warmup_eps`).
+it: the eps ramp of Gowal et al. 2018 ("On the effectiveness of interval bound propagation"). It lets a model learn
+that stays at chance under eps 0.3 from the first batch (the hash paper's seven-layer CNN with this SGD recipe: loss
+ln 10 for 2 epochs; with 2 warm-up epochs 99.21% clean after 8; :func:`warmup_eps`).
 
 Registered as the defense ``adv[:EPS,steps=N,warmup=W]`` (eps default per data set, :data:`DEFAULT_EPS`; N PGD
 steps, default 40 as Madry's MNIST recipe; W warm-up epochs, default 0).
