@@ -23,6 +23,7 @@ import numpy as np
 
 from hrs_tf import checks
 from hrs_tf.errors import ConfigError
+from hrs_tf.evaluation.deciders import REJECTED
 
 SINGLE, MULTI, VALIDATED = "single", "multi", "validated"
 STRATEGIES = (SINGLE, MULTI, VALIDATED)
@@ -149,7 +150,7 @@ def validated_by_bucket(fooled, l2, edges, threshold):
             "rotations": rotations}
 
 
-def outcome_shares(labels, targets, rejected=-1):
+def outcome_shares(labels, targets, rejected=REJECTED):
     """How the target models judged examples: ``labels`` (models, examples) their decisions, ``targets`` (examples)
     the attack targets. Returns ``{"judgements": n, "target": share, "rejected": share, "other": share}`` over the n
     (model, example) pairs (shares None when n = 0): the target class predicted, the example refused

@@ -272,7 +272,7 @@ class TranslucentStudy:
     def _pooled(self, source_spec, group, target_spec):
         """Over the confidence grid and the chunks: (L2 of the found examples, fooled (target models, examples))."""
         l2, targets, labels = self._judgements(source_spec, group, target_spec)
-        return l2, np.stack([decision.attack_succeeded(row, targets, targeted=True) for row in labels])
+        return l2, _fooled(labels, targets)
 
     def white_box(self, spec, groups):
         """Tables 4-5: the L2 of C&W at K = 0 against the source(s) of ``groups`` (Single: its sources' examples
@@ -383,13 +383,16 @@ class TranslucentStudy:
             out["outcomes"][spec.label] = {}
             for target in self.specs:
                 t_l2, t_targets, t_labels = self._judgements(spec, "multi", target)
-                t_fooled = np.stack([decision.attack_succeeded(row, t_targets, targeted=True) for row in t_labels])
+                t_fooled = _fooled(t_labels, t_targets)
                 v = strategies.validated_by_bucket(t_fooled, t_l2, edges, self.roles.threshold)
                 out["figure4"][spec.label][target.label] = {"passing": v["passing"], "transfer": v["transfer"]}
-                out["outcomes"][spec.label][target.label] = strategies.outcome_shares(t_labels, t_targets,
-                                                                                      decision.REJECTED)
+                out["outcomes"][spec.label][target.label] = strategies.outcome_shares(t_labels, t_targets)
         out["figure3"]["mean"] = {
             s: [strategies.mean_of_defined([out["figure3"][spec.label][s][b] for spec in self.specs])
                 for b in range(len(edges) - 1)] for s in strategies.STRATEGIES}
         return out
 
+
+def _fooled(labels, targets):
+    """(target models, examples): did each model's label (its decision rule's; a rejection never) hit the target?"""
+    return np.stack([decision.attack_succeeded(row, targets, targeted=True) for row in labels])
