@@ -29,7 +29,8 @@ def table2_markdown(rows, dataset):
     for row in rows:
         reference = paper.get(row.get("paper_scheme")) if row["paper_rule"] else None
         ours = f"{row['mean']:.2f} +- {row['std']:.2f}%"
-        lines.append([row["scheme"], decision.RULE_TITLES.get(row["rule"], row["rule"]) + (" *" if row["paper_rule"] else ""),
+        rule = decision.RULE_TITLES.get(row["rule"], row["rule"]) + (" *" if row["paper_rule"] else "")
+        lines.append([row["scheme"], rule,
                       ours, "" if reference is None else f"{reference[0]:.2f} +- {reference[1]:.2f}%",
                       str(row["models"]), f"{row['rejected']:.2f}%" if row["rejected"] else "-",
                       ", ".join(f"{e:.2f}" for e in row["errors"])])
@@ -42,7 +43,8 @@ def write_report(study, results, docs_dir, command, scale_lines=()):
     dataset = study.dataset.name
     name = f"rs_schemes_{dataset}"
     figures = os.path.join(docs_dir, "rs_schemes")
-    parts = [f"# Random Spiking paper: Table 2 and stability on {dataset} (our reproduction)", "",
+    shown = " and ".join(title for key, title in (("table2", "Table 2"), ("stability", "stability")) if key in results)
+    parts = [f"# Random Spiking paper: {shown or 'nothing computed yet'} on {dataset} (our reproduction)", "",
              "Command (resumable; rerun it to finish or to rebuild this page):", "", "```", command, "```", "",
              "## Scale", ""]
     parts += [f"- {line}" for line in scale_lines]
@@ -63,8 +65,9 @@ def write_report(study, results, docs_dir, command, scale_lines=()):
         settings = results["stability"]["settings"]
         parts += ["## Stability (section 5.3, Figures 1-2)", "",
                   f"First {settings['images']} test images (paper 1,000), {settings['draws']} Gaussian draws per L2 "
-                  f"level (paper 20), JPEG quality {min(settings['jpeg_qualities'])}..{max(settings['jpeg_qualities'])}; "
-                  "% of predictions unchanged from the clean prediction, mean (band: +- std) over each scheme's models.",
+                  f"level (paper 20), JPEG quality {min(settings['jpeg_qualities'])}.."
+                  f"{max(settings['jpeg_qualities'])}; % of predictions unchanged from the clean prediction, mean "
+                  "(band: +- std) over each scheme's models.",
                   "", f"![stability](rs_schemes/{dataset}_stability.png)", "",
                   stability_markdown(results["stability"]), ""]
     reading = os.path.join(docs_dir, "rs_schemes", f"{dataset}_reading.md")

@@ -48,6 +48,10 @@ def test_study_cells_equal_direct_evaluation_and_the_report_sits_beside_the_pape
     text = open(page).read()
     assert "0.88 +- 0.09%" in text and "0.77 +- 0.05%" in text  # the paper's RS-1 (MC) and Standard rows
     assert os.path.exists(tmp_path / "docs" / "rs_schemes" / "mnist_stability.png")
+    assert text.startswith("# Random Spiking paper: Table 2 and stability on mnist") and "## Stability" in text
+    # a page of the Table 2 experiment alone says so in its title and has no stability section
+    only = open(report.write_report(study, {"table2": results["table2"]}, str(tmp_path / "docs2"), "python ...")).read()
+    assert only.startswith("# Random Spiking paper: Table 2 on mnist") and "## Stability" not in only
     # resume: a second study on the same folder trains and computes nothing
     lines = []
     again = table2.SchemeStudy(small, plan, str(work), log=lines.append).run()
