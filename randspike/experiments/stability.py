@@ -337,8 +337,10 @@ def plot(results, path, title=None):
     panels = [p for p in PERTURBATIONS if any(c["perturbation"] == p for c in lines)]
     if not panels:
         raise ConfigError("the stability results hold no curve to plot")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), dpi=100, squeeze=False)
     schemes = list(dict.fromkeys(c["scheme"] for c in lines))
+    styles = plots.series_styles(schemes)  # colour, marker and line style: schemes told apart without colour
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 2.4, 3.8), dpi=100, squeeze=False,
+                             layout="constrained")
     handles = {}
     for ax, perturbation in zip(axes[0], panels):
         for scheme in schemes:
@@ -347,20 +349,18 @@ def plot(results, path, title=None):
             if not points:
                 continue
             xs, mean, std = (np.array(v, np.float64) for v in zip(*points))
-            (line,) = ax.plot(xs, mean, marker=".", label=scheme)
-            ax.fill_between(xs, mean - std, np.minimum(mean + std, 100.0), color=line.get_color(), alpha=0.2, lw=0)
+            (line,) = ax.plot(xs, mean, label=scheme, lw=1.4, **styles[scheme])
+            ax.fill_between(xs, mean - std, np.minimum(mean + std, 100.0), color=line.get_color(), alpha=0.15, lw=0)
             handles.setdefault(scheme, line)
         if perturbation == JPEG:
             ax.invert_xaxis()
-        ax.set_xlabel(LEVEL_TITLES[perturbation], fontsize=8)
+        ax.set_xlabel(LEVEL_TITLES[perturbation], fontsize=plots.FONT["label"])
         ax.set_title("Gaussian noise (Figure 1)" if perturbation == GAUSSIAN else "JPEG compression (Figure 2)",
-                     fontsize=9)
+                     fontsize=plots.FONT["title"])
         ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("Unchanged predictions (%)", fontsize=8)
-    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(len(handles), 5),
-               bbox_to_anchor=(0.5, 0.0))
+        ax.tick_params(labelsize=plots.FONT["ticks"])
+    axes[0][0].set_ylabel("Unchanged predictions (%)", fontsize=plots.FONT["label"])
+    fig.legend(list(handles.values()), list(handles), fontsize=plots.FONT["legend"], loc="outside right center")
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.12 if len(handles) <= 5 else 0.2, 1, 1))
+        fig.suptitle(title, fontsize=plots.FONT["title"])
     plots.save_png(fig, path)

@@ -10,6 +10,7 @@ import pytest
 
 import randspike.experiments.stability as st
 from hrs_tf.errors import ConfigError
+from hrs_tf.reporting import plots
 from hrs_tf.layers.defensive_dropout import DefensiveDropout
 from randspike import decision
 from randspike.decision import REJECTED
@@ -157,3 +158,19 @@ def test_curves_mean_and_std_and_bad_input(tmp_path):
             _run({"m": keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])},
                  x, tmp_path / "bad", **kwargs)
         assert not (tmp_path / "bad").exists()
+
+
+def test_stability_figure_tells_schemes_apart_without_colour_and_puts_the_legend_beside(monkeypatch, tmp_path):
+    figures = []
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig))
+    curves = [{"scheme": scheme, "perturbation": perturbation, "level": level, "mean": 99.0, "std": 0.5}
+              for scheme in ("A", "B", "C") for perturbation, level in (("gaussian", 0.0), ("gaussian", 1.0),
+                                                                       ("jpeg", 100), ("jpeg", 50))]
+    st.plot({"curves": curves}, str(tmp_path / "stability.png"))
+    (fig,) = figures
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 3 and len({(line.get_marker(), line.get_linestyle()) for line in lines}) == 3
+    fig.canvas.draw()
+    legend, right_panel = fig.legends[0].get_window_extent(), fig.axes[-1].get_window_extent()
+    assert legend.x0 >= right_panel.x1 and legend.y1 > right_panel.y0 and legend.y0 < right_panel.y1
+    assert min(text.get_fontsize() for text in fig.legends[0].get_texts()) >= 9
