@@ -61,9 +61,11 @@ def panel_grid(count):
     return -(-count // columns), columns
 
 
-def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None):
+def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None, bands=None, inverted=()):
     """Line plots of ``panels`` = {panel title: {label: (xs, ys)}} (:func:`panel_grid`), each label styled alike in
-    every panel (:func:`series_styles`), one legend right of the panels (PNG)."""
+    every panel (:func:`series_styles`), one legend right of the panels (PNG). ``xlabel``: one text, or {panel:
+    text}; ``bands``: {panel: {label: (low, high)}} shaded around a line; ``inverted``: panels whose x axis falls to
+    the right."""
     plt = pyplot()
 
     styles = series_styles(label for series in panels.values() for label in series)
@@ -81,8 +83,12 @@ def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None
                 style.pop("marker"), style.pop("markerfacecolor")
             (line,) = ax.plot(xs, ys, label=label, lw=1.4, **style)
             handles.setdefault(label, line)
+            if label in (bands or {}).get(panel, {}):
+                ax.fill_between(xs, *bands[panel][label], color=line.get_color(), alpha=0.15, lw=0)
+        if panel in inverted:
+            ax.invert_xaxis()
         ax.set_title(panel, fontsize=FONT["title"])
-        ax.set_xlabel(xlabel, fontsize=FONT["label"])
+        ax.set_xlabel(xlabel[panel] if isinstance(xlabel, dict) else xlabel, fontsize=FONT["label"])
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=FONT["ticks"])
         if xticks is not None:

@@ -332,35 +332,22 @@ def plot(results, path, title=None):
     """Figures 1-2: % unchanged predictions against the level, one line per scheme (mean over its models, band =
     +- one standard deviation), a Gaussian panel (L2) and a JPEG panel (quality decreasing to the right, as the
     paper's). ``results``: the dict of :func:`run` (or ``stability.json`` read back). PNG, written atomically."""
-    plt = plots.pyplot()
     lines = results["curves"]
-    panels = [p for p in PERTURBATIONS if any(c["perturbation"] == p for c in lines)]
-    if not panels:
+    kinds = [p for p in PERTURBATIONS if any(c["perturbation"] == p for c in lines)]
+    if not kinds:
         raise ConfigError("the stability results hold no curve to plot")
     schemes = list(dict.fromkeys(c["scheme"] for c in lines))
-    styles = plots.series_styles(schemes)  # colour, marker and line style: schemes told apart without colour
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 2.4, 3.8), dpi=100, squeeze=False,
-                             layout="constrained")
-    handles = {}
-    for ax, perturbation in zip(axes[0], panels):
+    titles = {GAUSSIAN: "Gaussian noise (Figure 1)", JPEG: "JPEG compression (Figure 2)"}
+    panels, bands = {}, {}
+    for perturbation in kinds:
+        panel = titles[perturbation]
+        panels[panel], bands[panel] = {}, {}
         for scheme in schemes:
             points = sorted((c["level"], c["mean"], c["std"]) for c in lines
                             if c["scheme"] == scheme and c["perturbation"] == perturbation)
-            if not points:
-                continue
-            xs, mean, std = (np.array(v, np.float64) for v in zip(*points))
-            (line,) = ax.plot(xs, mean, label=scheme, lw=1.4, **styles[scheme])
-            ax.fill_between(xs, mean - std, np.minimum(mean + std, 100.0), color=line.get_color(), alpha=0.15, lw=0)
-            handles.setdefault(scheme, line)
-        if perturbation == JPEG:
-            ax.invert_xaxis()
-        ax.set_xlabel(LEVEL_TITLES[perturbation], fontsize=plots.FONT["label"])
-        ax.set_title("Gaussian noise (Figure 1)" if perturbation == GAUSSIAN else "JPEG compression (Figure 2)",
-                     fontsize=plots.FONT["title"])
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=plots.FONT["ticks"])
-    axes[0][0].set_ylabel("Unchanged predictions (%)", fontsize=plots.FONT["label"])
-    fig.legend(list(handles.values()), list(handles), fontsize=plots.FONT["legend"], loc="outside right center")
-    if title:
-        fig.suptitle(title, fontsize=plots.FONT["title"])
-    plots.save_png(fig, path)
+            if points:
+                xs, mean, std = (np.array(v, np.float64) for v in zip(*points))
+                panels[panel][scheme] = (xs, mean)
+                bands[panel][scheme] = (mean - std, np.minimum(mean + std, 100.0))
+    plots.plot_panels(path, panels, {titles[p]: LEVEL_TITLES[p] for p in kinds}, "Unchanged predictions (%)",
+                      title=title, bands=bands, inverted=[titles[JPEG]])

@@ -174,3 +174,6 @@ def test_stability_figure_tells_schemes_apart_without_colour_and_puts_the_legend
     legend, right_panel = fig.legends[0].get_window_extent(), fig.axes[-1].get_window_extent()
     assert legend.x0 >= right_panel.x1 and legend.y1 > right_panel.y0 and legend.y0 < right_panel.y1
     assert min(text.get_fontsize() for text in fig.legends[0].get_texts()) >= 9
+    # the +- std band of every scheme, and JPEG quality falling to the right as in the paper
+    assert all(len(ax.collections) == 3 for ax in fig.axes[:2])
+    assert not fig.axes[0].xaxis_inverted() and fig.axes[1].xaxis_inverted()
