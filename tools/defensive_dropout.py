@@ -139,16 +139,21 @@ def histograms():
     rates = [checks.rate(t, "test rate") for t in FLAGS.test_rates]
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     model = cli.load_model(FLAGS.model, dataset=dataset)
-    x, target = des.histogram_image(dataset)
-    print(f"{dataset.name}: gradients of test image 0 toward class {int(target[0])}, {FLAGS.gradient_samples} passes per "
-          f"panel", flush=True)
-    result = dd.gradient_histograms(model, x, target, rates, FLAGS.gradient_samples, seed=FLAGS.seed)
-    result.update(kind="defensive_dropout_gradients", model_file=FLAGS.model, sha1=dd.file_digest(FLAGS.model),
-                  samples=FLAGS.gradient_samples, versions=training.versions(),
-                  command_line={name: FLAGS[name].value for name in FLAGS if FLAGS[name].present})
     png = os.path.splitext(FLAGS.output)[0] + ".png"
-    report.plot_gradient_histograms(result, png)
-    fileio.write_json(FLAGS.output, result)
+    result = dd.stored_gradient_histograms(FLAGS.output, FLAGS.model, rates, FLAGS.gradient_samples, FLAGS.seed)
+    if result is not None:
+        print(f"{FLAGS.output} holds these histograms already: redrawing {png} from it", flush=True)
+        report.plot_gradient_histograms(result, png)
+    else:
+        x, target = des.histogram_image(dataset)
+        print(f"{dataset.name}: gradients of test image 0 toward class {int(target[0])}, {FLAGS.gradient_samples} "
+              "passes per panel", flush=True)
+        result = dd.gradient_histograms(model, x, target, rates, FLAGS.gradient_samples, seed=FLAGS.seed)
+        result.update(kind="defensive_dropout_gradients", model_file=FLAGS.model, sha1=dd.file_digest(FLAGS.model),
+                      samples=FLAGS.gradient_samples, versions=training.versions(),
+                      command_line={name: FLAGS[name].value for name in FLAGS if FLAGS[name].present})
+        report.plot_gradient_histograms(result, png)
+        fileio.write_json(FLAGS.output, result)
     for panel in result["panels"]:
         print(f"{panel['label']}: gradient std at the {len(result['pixels'])} pixels "
               + ", ".join(f"{v:.4f}" for v in np.asarray(panel["samples"]).std(axis=0)))

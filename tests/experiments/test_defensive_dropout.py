@@ -281,6 +281,18 @@ def test_gradient_histograms_widen_with_the_test_rate(tmp_path, small_model, rea
     record = json.loads(out.read_text())
     assert record["samples"] == 5 and [p["label"] for p in record["panels"]] == ["dropout r' = 0.1", "dropout r' = 0.5", "SAP"]
     assert (tmp_path / "h" / "gradients.png").stat().st_size > 1000
+    # The same command again redraws the figure from the record (no sampling); other settings are refused.
+    before = out.read_text()
+    (tmp_path / "h" / "gradients.png").unlink()
+    again = run_tool("--histograms", f"--model={model_path}", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
+                     "--test_rates=0.1,0.5", "--gradient_samples=5", f"--output={out}")
+    assert again.returncode == 0 and "holds these histograms already" in again.stdout, again.stderr
+    assert out.read_text() == before and (tmp_path / "h" / "gradients.png").stat().st_size > 1000
+    other = run_tool("--histograms", f"--model={model_path}", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
+                     "--test_rates=0.1,0.5", "--gradient_samples=5", "--seed=1", f"--output={out}")
+    assert other.returncode == 2 and other.stderr.strip().splitlines()[-1].endswith(
+        "holds gradient histograms with seed 0, not 1: remove it or choose another --output")
+    assert out.read_text() == before
     failed = run_tool("--histograms", "--dataset=mnist", f"--output={tmp_path / 'none' / 'g.json'}")
     assert failed.returncode == 2 and failed.stderr.strip().splitlines()[-1] == \
         "error: --histograms takes one --model (not --grid / --models)"

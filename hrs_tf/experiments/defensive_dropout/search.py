@@ -280,10 +280,37 @@ def gradient_histograms(model, x, target, test_rates, samples, pixels=3, seed=0)
     keras.utils.set_random_seed(seed)
     plain = with_defensive_dropout(model, 0.0)
     chosen = des.steepest_pixels(plain, x, target, pixels)
-    variants = [(f"dropout r' = {rate:g}", with_defensive_dropout(model, rate)) for rate in test_rates]
+    variants = [(label, with_defensive_dropout(model, rate)) for label, rate in zip(histogram_labels(test_rates),
+                                                                                    test_rates)]
     panels = [{"label": label, "samples": des.gradients_at(variant, x, target, chosen, samples).tolist()}
               for label, variant in variants + [("SAP", with_sap(plain))]]
-    return {"pixels": chosen, "image_shape": list(x.shape[1:]), "panels": panels}
+    return {"pixels": chosen, "image_shape": list(x.shape[1:]), "panels": panels, "seed": int(seed)}
+
+
+def histogram_labels(test_rates):
+    """The panel labels of :func:`gradient_histograms` (SAP's panel not included)."""
+    return [f"dropout r' = {rate:g}" for rate in test_rates]
+
+
+def stored_gradient_histograms(path, model_file, test_rates, samples, seed):
+    """The :func:`gradient_histograms` record at ``path`` when it was made from ``model_file`` with these settings
+    (the same command run again redraws its figure without sampling again); None when there is no file; a
+    ConfigError naming the first setting that differs otherwise (the file is left as it is)."""
+    if not os.path.exists(path):
+        return None
+    from hrs_tf import fileio
+
+    record = fileio.read_json(path)
+    made = {"kind": record.get("kind"), "model (sha1)": record.get("sha1"), "gradient_samples": record.get("samples"),
+            "panels": [p.get("label") for p in record.get("panels", [])],
+            "seed": record.get("seed", record.get("command_line", {}).get("seed", 0))}
+    wanted = {"kind": "defensive_dropout_gradients", "model (sha1)": file_digest(model_file),
+              "gradient_samples": int(samples), "panels": histogram_labels(test_rates) + ["SAP"], "seed": int(seed)}
+    for key, value in wanted.items():
+        if made[key] != value:
+            raise ConfigError(f"{path} holds gradient histograms with {key} {made[key]!r}, not {value!r}: remove it "
+                              "or choose another --output")
+    return record
 
 
 def parse_models(text):
