@@ -104,14 +104,17 @@ def plot_panels(path, panels, xlabel, ylabel, title=None, ylim=None, xticks=None
     save_png(fig, path)
 
 
-def plot_gradient_histograms(path, samples_by_defense, dimensions=3, seed=0, bins=30, dim_names=None):
+def plot_gradient_histograms(path, samples_by_defense, dimensions=3, seed=0, bins=30, dim_names=None,
+                             xlabel="input gradient (C&W margin)"):
     """Figure 1 / defensive-dropout Figure 4: histograms of sampled gradients on a few input dimensions.
 
     ``samples_by_defense``: {name: array (samples, ...) of one image's gradients}; the same randomly
-    chosen dimensions are shown for every defense, one panel per defense. With ``dim_names`` the arrays are
-    (samples, k) columns already chosen, all shown under those names.
+    chosen dimensions are shown for every defense, one panel per defense (:func:`panel_grid`). With ``dim_names``
+    the arrays are (samples, k) columns already chosen, all shown under those names. Each dimension is an outline
+    of its own colour and line style over a light fill (overlaps stay readable), one legend right of the panels.
     """
     plt = pyplot()
+    from matplotlib.lines import Line2D
 
     names = list(samples_by_defense)
     size = int(np.prod(np.asarray(samples_by_defense[names[0]]).shape[1:]))
@@ -120,20 +123,29 @@ def plot_gradient_histograms(path, samples_by_defense, dimensions=3, seed=0, bin
         dim_names = [f"dim {d}" for d in dims]
     else:
         dims = range(size)
-    cols = min(4, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.4 * rows + 0.3), dpi=100, squeeze=False)
+    styles = series_styles(dim_names)
+    rows, columns = panel_grid(len(names))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns + 2.2, 3.0 * rows + 0.5), dpi=100, squeeze=False,
+                             layout="constrained")
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, names):
         flat = np.asarray(samples_by_defense[name]).reshape(len(samples_by_defense[name]), -1)
+        edges = np.histogram_bin_edges(flat[:, list(dims)], bins=bins)  # one set of bins per panel: comparable bars
         for d, label in zip(dims, dim_names):
-            ax.hist(flat[:, d], bins=bins, alpha=0.55, label=label)
-        ax.set_title(name, fontsize=9)
-        ax.tick_params(labelsize=7)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("input-gradient samples (one image)", fontsize=9)
-    fig.tight_layout()
+            color, linestyle = styles[label]["color"], styles[label]["linestyle"]
+            ax.hist(flat[:, d], bins=edges, histtype="stepfilled", color=color, alpha=0.12)
+            ax.hist(flat[:, d], bins=edges, histtype="step", color=color, linestyle=linestyle, lw=1.6)
+        ax.set_title(name, fontsize=FONT["title"])
+        ax.set_xlabel(xlabel, fontsize=FONT["label"])
+        ax.tick_params(labelsize=FONT["ticks"])
+        ax.grid(alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel("passes", fontsize=FONT["label"])
+    handles = [Line2D([], [], color=styles[label]["color"], linestyle=styles[label]["linestyle"], lw=1.6)
+               for label in dim_names]
+    fig.legend(handles, dim_names, fontsize=FONT["legend"], loc="outside right center")
+    fig.suptitle("input-gradient samples (one image)", fontsize=FONT["title"])
     save_png(fig, path)
 
 
@@ -166,48 +178,57 @@ def plot_des(path, points_by_defense, title):
 
 
 def heatmap(values, row_labels, column_labels, path, title, xlabel, ylabel, fmt="{:.2f}", cmap="viridis"):
-    """A heat map of the 2-D array ``values`` (NaN: blank) with each cell's value written in it (PNG)."""
+    """A heat map of the 2-D array ``values`` (NaN: blank) with each cell's value written in it (PNG), in the
+    reports' font sizes."""
     plt = pyplot()
 
     values = np.asarray(values, np.float64)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * values.shape[1], 1.2 + 0.5 * values.shape[0]), dpi=100)
+    fig, ax = plt.subplots(figsize=(2.4 + 0.9 * values.shape[1], 1.6 + 0.55 * values.shape[0]), dpi=100,
+                           layout="constrained")
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto")
-    ax.set_xticks(range(len(column_labels)), column_labels, fontsize=8, rotation=45)
-    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+    ax.set_xticks(range(len(column_labels)), column_labels, fontsize=FONT["ticks"], rotation=40, ha="right",
+                  rotation_mode="anchor")
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=FONT["ticks"])
     for (r, c), value in np.ndenumerate(values):
         if np.isfinite(value):
-            ax.text(c, r, fmt.format(value), ha="center", va="center", fontsize=7,
+            ax.text(c, r, fmt.format(value), ha="center", va="center", fontsize=FONT["ticks"],
                     color="white" if value < np.nanmean(values) else "black")
-    ax.set_xlabel(xlabel, fontsize=9)
-    ax.set_ylabel(ylabel, fontsize=9)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
+    ax.set_xlabel(xlabel, fontsize=FONT["label"])
+    ax.set_ylabel(ylabel, fontsize=FONT["label"])
+    ax.set_title(title, fontsize=FONT["title"])
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    colorbar.ax.tick_params(labelsize=FONT["ticks"])
     save_png(fig, path)
 
 
+HATCHES = ("", "//", "..", "xx", "\\\\", "--", "++", "oo")
+
+
 def grouped_bars(path, panels, bin_labels, title=None, ylabel="fraction"):
-    """Side-by-side panels of grouped bars: ``panels`` = {panel title: {series label: [value per bin]}} (PNG);
-    e.g. gradient-magnitude histograms over log bins (hash paper Figure 2)."""
+    """Panels of grouped bars one above the other (shared bins, labelled under the last): ``panels`` = {panel title:
+    {series label: [value per bin]}} (PNG); each series its colour and hatch in every panel, one legend right of
+    the panels; e.g. gradient-magnitude histograms over log bins (hash paper Figure 2)."""
     plt = pyplot()
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), dpi=100, squeeze=False, sharey=True)
-    hatches = ("", "//", "..", "xx", "\\\\", "--", "++", "oo")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(0.75 * len(bin_labels) + 3.4, 2.3 * len(panels) + 1.2),
+                             dpi=100, squeeze=False, sharex=True, sharey=True, layout="constrained")
+    order = list(dict.fromkeys(label for series in panels.values() for label in series))
     handles = {}
-    for ax, (panel, series) in zip(axes[0], panels.items()):
+    for ax, (panel, series) in zip(axes[:, 0], panels.items()):
         width = 0.8 / max(len(series), 1)
         for k, (label, values) in enumerate(series.items()):
             xs = np.arange(len(bin_labels)) + (k - (len(series) - 1) / 2) * width
-            bars = ax.bar(xs, values, width, label=label, hatch=hatches[k % len(hatches)], edgecolor="black", lw=0.4)
+            index = order.index(label)
+            bars = ax.bar(xs, values, width, label=label, color=f"C{index % 10}", hatch=HATCHES[index % len(HATCHES)],
+                          edgecolor="black", lw=0.4)
             handles.setdefault(label, bars)
-        ax.set_xticks(range(len(bin_labels)), bin_labels, fontsize=7, rotation=60)
-        ax.set_title(panel, fontsize=10)
-        ax.tick_params(labelsize=8)
+        ax.set_title(panel, fontsize=FONT["title"])
+        ax.set_ylabel(ylabel, fontsize=FONT["label"])
+        ax.tick_params(labelsize=FONT["ticks"])
         ax.grid(alpha=0.3, axis="y")
-    axes[0][0].set_ylabel(ylabel, fontsize=9)
-    fig.legend(list(handles.values()), list(handles), fontsize=8, loc="lower center", ncol=min(len(handles), 5),
-               bbox_to_anchor=(0.5, 0.0))
+    axes[-1, 0].set_xticks(range(len(bin_labels)), bin_labels, fontsize=FONT["ticks"], rotation=40, ha="right",
+                           rotation_mode="anchor")
+    fig.legend(list(handles.values()), list(handles), fontsize=FONT["legend"], loc="outside right center")
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+        fig.suptitle(title, fontsize=FONT["title"])
     save_png(fig, path)

@@ -126,13 +126,16 @@ def figure4_png(results, path):
 
 
 def figure4_figure(results):
-    """One grayscale panel per L2 bucket: source scheme (rows) x target scheme (columns), passing rate 0% black to
-    100% white (the paper's linear mapping); hatched orange with "none" where the bucket holds no example. At least
-    3.2 inches wide, so that the two-line title fits over two schemes."""
+    """One grayscale panel per L2 bucket (one column, as the paper's): source scheme (rows) x target scheme
+    (columns), passing rate 0% black to 100% white (the paper's linear mapping); hatched orange with "none" where
+    the bucket holds no example. The reports' font sizes (:data:`hrs_tf.reporting.plots.FONT`), cells wide enough
+    for a three-digit rate at that size; at least 4 inches wide, so that the two-line title fits over two schemes."""
     plt = plots.pyplot()
+    font = plots.FONT
     names, labels = results["schemes"], bucket_labels(results["edges"])
-    fig, axes = plt.subplots(len(labels), 1, figsize=(max(3.2, 1.6 + 0.7 * len(names)),
-                                                      0.9 + 0.55 * len(names) * len(labels)), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(len(labels), 1, figsize=(max(4.0, 2.2 + 0.75 * len(names)),
+                                                      1.3 + (0.45 * len(names) + 0.25) * len(labels)), dpi=100,
+                             squeeze=False, layout="constrained")
     for b, ax in enumerate(axes[:, 0]):
         values = np.array([[np.nan if results["figure4"][s][t]["passing"][b] is None else
                             100 * results["figure4"][s][t]["passing"][b] for t in names] for s in names])
@@ -141,15 +144,15 @@ def figure4_figure(results):
         ax.imshow(np.ma.masked_invalid(values), cmap="gray", vmin=0, vmax=100, aspect="auto")
         for (r, c), value in np.ndenumerate(values):
             finite = np.isfinite(value)
-            ax.text(c, r, f"{value:.0f}" if finite else "none", ha="center", va="center", fontsize=7,
-                    color="black" if not finite or value > 50 else "white")
-        ax.set_yticks(range(len(names)), names, fontsize=7)
-        ax.set_xticks(range(len(names)), names if b == len(labels) - 1 else [""] * len(names), fontsize=7,
-                      rotation=45)
-        ax.set_ylabel(f"L2 {labels[b]}\nsource", fontsize=7)
-    axes[-1, 0].set_xlabel("target scheme", fontsize=8)
-    axes[0, 0].set_title("Figure 4: passing rate (%)\nof the validation", fontsize=9)
-    fig.tight_layout()
+            ax.text(c, r, f"{value:.0f}" if finite else "none", ha="center", va="center", fontsize=font["ticks"],
+                    color="black" if not finite or value > 50 else "white",
+                    bbox=None if finite else {"facecolor": "#f2c9a0", "edgecolor": "none", "pad": 1})
+        ax.set_yticks(range(len(names)), names, fontsize=font["ticks"])
+        ax.set_xticks(range(len(names)), names if b == len(labels) - 1 else [""] * len(names),
+                      fontsize=font["ticks"], rotation=40, ha="right", rotation_mode="anchor")
+        ax.set_ylabel(f"L2 {labels[b]}\nsource", fontsize=font["label"])
+    axes[-1, 0].set_xlabel("target scheme", fontsize=font["label"])
+    axes[0, 0].set_title("Figure 4: passing rate (%)\nof the validation", fontsize=font["title"])
     return fig
 
 

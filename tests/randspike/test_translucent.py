@@ -268,6 +268,8 @@ def test_figure4_title_and_panels_fit_in_the_figure(schemes):
         box = artist.get_window_extent(renderer)
         assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1 and box.y1 <= page.y1 + 1, artist
     assert len(fig.axes) == len(edges) - 1
+    # the reports' font sizes: cell values and scheme names at 9 points or more (they were 7)
+    assert min(t.get_fontsize() for t in fig.axes[0].texts + fig.axes[-1].get_xticklabels()) >= 9
     report.plots.pyplot().close(fig)
 
 

@@ -1,5 +1,7 @@
 import os
 
+import numpy as np
+
 from hrs_tf import reporting
 from hrs_tf.reporting.training_report import training_report
 
@@ -102,3 +104,60 @@ def test_many_panels_wrap_into_rows_of_two(tmp_path):
     assert [ax.get_title() for ax in visible] == [f"panel {i}" for i in range(5)] and len(drawn[0].axes) == 6
     assert [ax.get_ylabel() for ax in visible] == ["ASR", "", "ASR", "", "ASR"]  # the first panel of each row
     assert drawn[0].get_size_inches()[0] < 11  # two panels and the legend wide, not five
+
+
+def test_gradient_histograms_tell_pixels_apart_without_colour_with_the_legend_beside(monkeypatch, tmp_path):
+    from hrs_tf.reporting import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig))
+    rng = np.random.default_rng(0)
+    samples = {f"defense {i}": rng.normal(size=(50, 3)) + np.arange(3) for i in range(5)}
+    plots.plot_gradient_histograms(tmp_path / "h.png", samples, dim_names=["p0", "p1", "p2"])
+    (fig,) = figures
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == list(samples) and len(fig.axes) == 6  # rows of two
+    outlines = [patch for patch in visible[0].patches if not patch.get_fill()]
+    assert len(outlines) == 3 and len({patch.get_linestyle() for patch in outlines}) == 3  # not colour alone
+    # one set of bins per panel, so the three pixels' bars line up
+    assert len({tuple(np.round(patch.get_path().vertices[[0, -1], 0], 9)) for patch in outlines}) == 1
+    fig.canvas.draw()
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["p0", "p1", "p2"]
+    assert legend.get_window_extent().x0 >= max(ax.get_window_extent().x1 for ax in visible)
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= 9 and visible[0].title.get_fontsize() >= 10
+    assert visible[0].get_xlabel() and visible[0].get_ylabel() == "passes"
+
+
+def test_grouped_bars_stack_the_panels_with_hatches_and_the_legend_beside(monkeypatch, tmp_path):
+    from hrs_tf.reporting import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig))
+    bins = ["[0, 1]", "(1, 2]", "(2, 3]"]
+    panels = {"|dL/dx|": {"Original": [0.5, 0.3, 0.2], "GI1": [0.9, 0.1, 0.0]}, "|dZ/dx|": {"GI1": [0.1, 0.2, 0.7]}}
+    plots.grouped_bars(tmp_path / "b.png", panels, bins, title="t")
+    (fig,) = figures
+    top, bottom = fig.axes
+    assert top.get_window_extent().y0 > bottom.get_window_extent().y1  # one above the other, bins shared
+    hatch = {bar.get_label(): (bar.patches[0].get_hatch(), bar.patches[0].get_facecolor()) for bar in top.containers}
+    assert hatch["Original"] != hatch["GI1"] and hatch["Original"][0] != hatch["GI1"][0]  # not colour alone
+    first = bottom.containers[0].patches[0]
+    assert (first.get_hatch(), first.get_facecolor()) == hatch["GI1"]  # a series looks alike in every panel
+    assert [t.get_text() for t in bottom.get_xticklabels()] == bins
+    fig.canvas.draw()
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["Original", "GI1"]
+    assert legend.get_window_extent().x0 >= top.get_window_extent().x1
+    assert min(t.get_fontsize() for t in legend.get_texts() + bottom.get_xticklabels()) >= 9
+
+
+def test_heat_map_writes_each_value_in_the_reports_fonts(monkeypatch, tmp_path):
+    from hrs_tf.reporting import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig))
+    plots.heatmap([[0.5, np.nan], [1.0, 0.25]], ["a", "b"], ["x", "y"], tmp_path / "m.png", "R", "CR2", "CR1")
+    ax = figures[0].axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["0.25", "0.50", "1.00"]  # NaN left blank
+    assert min(t.get_fontsize() for t in ax.texts + ax.get_xticklabels() + ax.get_yticklabels()) >= 9
