@@ -143,7 +143,6 @@ def histograms():
     result = dd.stored_gradient_histograms(FLAGS.output, FLAGS.model, rates, FLAGS.gradient_samples, FLAGS.seed)
     if result is not None:
         print(f"{FLAGS.output} holds these histograms already: redrawing {png} from it", flush=True)
-        report.plot_gradient_histograms(result, png)
     else:
         x, target = des.histogram_image(dataset)
         print(f"{dataset.name}: gradients of test image 0 toward class {int(target[0])}, {FLAGS.gradient_samples} "
@@ -152,8 +151,8 @@ def histograms():
         result.update(kind="defensive_dropout_gradients", model_file=FLAGS.model, sha1=dd.file_digest(FLAGS.model),
                       samples=FLAGS.gradient_samples, versions=training.versions(),
                       command_line={name: FLAGS[name].value for name in FLAGS if FLAGS[name].present})
-        report.plot_gradient_histograms(result, png)
         fileio.write_json(FLAGS.output, result)
+    report.plot_gradient_histograms(result, png)
     for panel in result["panels"]:
         print(f"{panel['label']}: gradient std at the {len(result['pixels'])} pixels "
               + ", ".join(f"{v:.4f}" for v in np.asarray(panel["samples"]).std(axis=0)))

@@ -291,7 +291,7 @@ def test_gradient_histograms_widen_with_the_test_rate(tmp_path, small_model, rea
     other = run_tool("--histograms", f"--model={model_path}", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
                      "--test_rates=0.1,0.5", "--gradient_samples=5", "--seed=1", f"--output={out}")
     assert other.returncode == 2 and other.stderr.strip().splitlines()[-1].endswith(
-        "holds gradient histograms with seed 0, not 1: remove it or choose another --output")
+        "holds a result made with other settings (seed: 0 there vs 1 now): remove it or choose another --output")
     assert out.read_text() == before
     failed = run_tool("--histograms", "--dataset=mnist", f"--output={tmp_path / 'none' / 'g.json'}")
     assert failed.returncode == 2 and failed.stderr.strip().splitlines()[-1] == \

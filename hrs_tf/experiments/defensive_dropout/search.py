@@ -39,7 +39,7 @@ import time
 import keras
 import numpy as np
 
-from hrs_tf import checks, evaluation
+from hrs_tf import checks, evaluation, fileio
 from hrs_tf import data as data_module
 from hrs_tf.defenses.dropout import dropout_after_fc1, with_defensive_dropout
 from hrs_tf.defenses.sap import with_sap
@@ -298,8 +298,6 @@ def stored_gradient_histograms(path, model_file, test_rates, samples, seed):
     ConfigError naming the first setting that differs otherwise (the file is left as it is)."""
     if not os.path.exists(path):
         return None
-    from hrs_tf import fileio
-
     record = fileio.read_json(path)
     made = {"kind": record.get("kind"), "model (sha1)": record.get("sha1"), "gradient_samples": record.get("samples"),
             "panels": [p.get("label") for p in record.get("panels", [])],
@@ -308,8 +306,8 @@ def stored_gradient_histograms(path, model_file, test_rates, samples, seed):
               "gradient_samples": int(samples), "panels": histogram_labels(test_rates) + ["SAP"], "seed": int(seed)}
     for key, value in wanted.items():
         if made[key] != value:
-            raise ConfigError(f"{path} holds gradient histograms with {key} {made[key]!r}, not {value!r}: remove it "
-                              "or choose another --output")
+            raise ConfigError(f"{path} holds a result made with other settings ({key}: {made[key]!r} there vs "
+                              f"{value!r} now): remove it or choose another --output")
     return record
 
 
