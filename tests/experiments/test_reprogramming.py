@@ -272,6 +272,14 @@ def test_tool_writes_record_transform_and_resumes(fashion_target, tiny_mnist_dir
     result = run_script("report_reprogramming.py", f"--records={tmp_path / 'missing.json'}", f"--output={tmp_path / 'r2.md'}")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: result file")
     assert not (tmp_path / "r2.md").exists()
+    # Report-time names, one per record; a wrong count is a one-line error and no file.
+    result = run_script("report_reprogramming.py", f"--records={out}", "--labels=HRS 5x5", f"--output={report_path}")
+    assert result.returncode == 0 and "| HRS 5x5 |" in report_path.read_text(), result.stderr
+    assert " '--labels=HRS 5x5' " in report_path.read_text()  # the Made-by command pastes into a shell
+    result = run_script("report_reprogramming.py", f"--records={out}", "--labels=a,b", f"--output={tmp_path / 'r3.md'}")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == \
+        "error: 2 labels for 1 records: give one non-empty label per record, in the order of the records"
+    assert not (tmp_path / "r3.md").exists()
 
 
 @pytest.mark.parametrize("case", ["five_logits", "negative_padding"])

@@ -12,6 +12,18 @@ def curve_label(record):
     return record.get("target_label") or record.get("target", "?")
 
 
+def relabelled(records, labels):
+    """``records`` with the report names ``labels`` (one per record, in order; a record's own ``target_label`` is
+    the name it was run under, which changing here does not make a new run); ``labels`` empty: as they are."""
+    labels = [str(label).strip() for label in labels or ()]
+    if not labels:
+        return list(records)
+    if len(labels) != len(records) or not all(labels):
+        raise ConfigError(f"{len(labels)} labels for {len(records)} records: give one non-empty label per record, "
+                          "in the order of the records")
+    return [dict(r, target_label=label) for r, label in zip(records, labels)]
+
+
 def _reprogramming_records(records):
     return [r for r in records if r.get("kind") == "reprogramming"]
 
