@@ -125,6 +125,9 @@ def figure4_png(results, path):
     plots.save_png(figure4_figure(results), path)
 
 
+EMPTY_CELL = "#f2c9a0"  # Figure 4's colour of a bucket without examples (hatched, its "none" on a patch of it)
+
+
 def figure4_figure(results):
     """One grayscale panel per L2 bucket (one column, as the paper's): source scheme (rows) x target scheme
     (columns), passing rate 0% black to 100% white (the paper's linear mapping); hatched orange with "none" where
@@ -139,14 +142,14 @@ def figure4_figure(results):
     for b, ax in enumerate(axes[:, 0]):
         values = np.array([[np.nan if results["figure4"][s][t]["passing"][b] is None else
                             100 * results["figure4"][s][t]["passing"][b] for t in names] for s in names])
-        ax.set_facecolor("#f2c9a0")  # shows through the masked (empty) cells: not a shade of the gray scale
+        ax.set_facecolor(EMPTY_CELL)  # shows through the masked (empty) cells: not a shade of the gray scale
         ax.patch.set_hatch("//")
         ax.imshow(np.ma.masked_invalid(values), cmap="gray", vmin=0, vmax=100, aspect="auto")
         for (r, c), value in np.ndenumerate(values):
             finite = np.isfinite(value)
             ax.text(c, r, f"{value:.0f}" if finite else "none", ha="center", va="center", fontsize=font["ticks"],
                     color="black" if not finite or value > 50 else "white",
-                    bbox=None if finite else {"facecolor": "#f2c9a0", "edgecolor": "none", "pad": 1})
+                    bbox=None if finite else {"facecolor": EMPTY_CELL, "edgecolor": "none", "pad": 1})
         ax.set_yticks(range(len(names)), names, fontsize=font["ticks"])
         ax.set_xticks(range(len(names)), names if b == len(labels) - 1 else [""] * len(names),
                       fontsize=font["ticks"], rotation=40, ha="right", rotation_mode="anchor")
