@@ -49,6 +49,7 @@ class GaussianNoiseDefense(Defense):
                  Argument("inner_std", lambda text: checks.nonnegative(text, "inner_std"), None,
                           "noise deviation before conv2..conv4 (default 0.1 MNIST, 0.01 CIFAR-10)", metavar="INNER"))
     default_epochs = 40
+    epoch_checkpoints = True
     compared_in = {"hrs_paper": ("",)}
 
     def label(self, args):
@@ -69,6 +70,7 @@ class GaussianNoiseDefense(Defense):
             return build_gaussian_noise_model(architecture, init_std, inner_std, dropout_rate, seed=seed)
 
         model, record = training.train_base_model(dataset, epochs=epochs, seed=seed, verbose=verbose, build_model=build,
+                                                  log=log, identity={"init_std": init_std, "inner_std": inner_std},
                                                   **settings)
         return model, dict(record, init_std=init_std, inner_std=inner_std)
 

@@ -74,6 +74,7 @@ class Defense:
     arguments = ()
     default_epochs = None  # epochs when trained (the reference recipe), None if never trained
     compared_in = {}  # {experiment: (argument text, ...)}: the settings under which a paper's evaluation uses it
+    epoch_checkpoints = False  # True: :meth:`train` hands :meth:`fit` a per-epoch ``checkpoint`` file to resume from
 
     # -- description -------------------------------------------------------------------------------
     def label(self, args):
@@ -116,8 +117,13 @@ class Defense:
     def train(self, args, dataset, output, *, epochs, seed=0, verbose=2, log=print, source_model=None, siblings=None,
               **settings):
         """Trains the defended model and writes it to ``output`` (``.h5`` and its JSON sidecar); a defense with
-        a resumable output of its own (a folder, a checkpoint) overrides this. ``siblings``: {spec text:
-        output} of models already made in the same store (a trainer may reuse their work)."""
+        a resumable output of its own (a folder, a checkpoint) overrides this, or sets :attr:`epoch_checkpoints` to
+        have :meth:`fit` given ``checkpoint=`` the file beside ``output`` to write after every epoch and resume from.
+        ``siblings``: {spec text: output} of models already made in the same store (a trainer may reuse their work)."""
+        if self.epoch_checkpoints:
+            from hrs_tf.training import fine_tuning
+
+            settings = dict(settings, checkpoint=fine_tuning.checkpoint_path(output))
         model, record = self.fit(args, dataset, epochs=epochs, seed=seed, verbose=verbose, log=log,
                                  source_model=source_model, **settings)
         write_model(model, record, output)

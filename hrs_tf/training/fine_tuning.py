@@ -3,8 +3,9 @@ layers replaced, then retrained for a few epochs, e.g. the defensive hash classi
 
 The reference recipe (:mod:`.recipe`: SGD 0.01, momentum 0.9, Nesterov, batch 128, cross-entropy on logits), one
 epoch at a time; after every epoch a checkpoint (:mod:`.checkpoint`) holds the weights, the optimizer state and the
-history, so a killed run restarted with the same settings continues at the next epoch. Each epoch's shuffling and
-dropout draws depend only on (seed, epoch).
+history, so a killed run restarted with the same settings continues at the next epoch, to the weights of an
+uninterrupted run: each epoch's shuffling and random draws (dropout, stochastic layers, whose seed generators are
+restarted) depend only on (seed, epoch).
 """
 
 import os
@@ -15,6 +16,7 @@ import numpy as np
 
 from hrs_tf import checks
 from hrs_tf.evaluation import metrics
+from hrs_tf.layers import stochastic
 from hrs_tf.training import checkpoint as checkpoints
 from hrs_tf.training.recipe import (REFERENCE_BATCH_SIZE, REFERENCE_LEARNING_RATE, StepProgress, check_training_settings,
                                     compile_reference)
@@ -72,6 +74,7 @@ def fine_tune(model, dataset, epochs, checkpoint=None, batch_size=REFERENCE_BATC
     for epoch in range(start, epochs):
         began = time.time()
         keras.utils.set_random_seed(epoch_seed(seed, epoch))
+        stochastic.reseed(model, epoch_seed(seed, epoch))  # dropout / noise draws: a resumed run draws as a straight one
         if batches is None:
             logs = model.fit(x, y, batch_size=int(batch_size), initial_epoch=epoch, epochs=epoch + 1, shuffle=True,
                              verbose=verbose, callbacks=progress).history

@@ -132,32 +132,42 @@ def versions():
 
 
 def train_base_model(dataset, arch=None, epochs=40, batch_size=REFERENCE_BATCH_SIZE,
-                     learning_rate=REFERENCE_LEARNING_RATE, seed=0, dropout_rate=None, verbose=2, build_model=None):
+                     learning_rate=REFERENCE_LEARNING_RATE, seed=0, dropout_rate=None, verbose=2, build_model=None,
+                     checkpoint=None, log=print, identity=None):
     """Builds and trains the base model of ``dataset`` (an :class:`hrs_tf.data.Dataset`).
 
     ``build_model(architecture, dropout_rate=...)`` replaces :func:`hrs_tf.models.build_base_model` (e.g. the
     Gaussian-noise model of :mod:`hrs_tf.defenses.gaussian`); it is called right after seeding.
 
+    Trained one epoch at a time (:func:`hrs_tf.training.fine_tuning.fine_tune`: each epoch's shuffling and random
+    draws depend only on (seed, epoch)); ``checkpoint``: a file written after every epoch, from which a killed run
+    restarted with the same settings continues at its next epoch, to the same weights as an uninterrupted run;
+    ``identity``: more settings the checkpoint must match (e.g. a noise model's deviations).
+
     Returns ``(model, record)``; ``record`` is the JSON-ready description of the run: settings, seed,
-    per-epoch loss / accuracy (and test-set monitoring), final test accuracy, timings and versions.
+    per-epoch loss / accuracy and test accuracy, final test accuracy, timings and versions.
     """
     from hrs_tf import models
     from hrs_tf.evaluation import metrics
+    from hrs_tf.training import fine_tuning
 
     check_training_settings(epochs, batch_size, learning_rate)
     architecture = models.architecture_for(dataset, arch)
+    rate = architecture.dropout_rate if dropout_rate is None else float(dropout_rate)
     keras.utils.set_random_seed(seed)
     model = (build_model or models.build_base_model)(architecture, dropout_rate=dropout_rate)
     start = time.time()
-    history = fit(model, dataset.x_train, dataset.y_train, epochs, batch_size, learning_rate, seed,
-                  monitor=(dataset.x_test, dataset.y_test), verbose=verbose)
+    history = fine_tuning.fine_tune(
+        model, dataset, epochs, checkpoint, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        verbose=verbose, log=log, what="a base-model run",
+        identity={"dataset": dataset.name, "architecture": architecture.name, "dropout_rate": rate, **(identity or {})})
     train_seconds = time.time() - start
     record = {
         "kind": "base_model",
         "dataset": dataset.name,
         "data_source": dataset.source,
         "architecture": architecture.name,
-        "dropout_rate": architecture.dropout_rate if dropout_rate is None else float(dropout_rate),
+        "dropout_rate": rate,
         "epochs": int(epochs),
         "batch_size": int(batch_size),
         "learning_rate": float(learning_rate),

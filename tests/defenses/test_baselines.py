@@ -16,6 +16,7 @@ from hrs_tf.errors import ConfigError, ModelError
 from hrs_tf.evaluation import metrics
 from hrs_tf.layers import DefensiveDropout, stochastic
 from hrs_tf.models import serialization
+from hrs_tf.training import checkpoint
 from tests.attacks.helpers import trained_model
 from tests.tool_runner import run_script
 
@@ -107,6 +108,8 @@ def test_gaussian_noise_model_trains_on_real_mnist(real_mnist, tmp_path):
     acc = record["clean_accuracy"]
     assert acc["mean"] > 0.85 and acc["std"] > 0  # noise on at test time: measured 0.912 (1 pass), MEASURE
     assert json.load(open(tmp_path / "gauss.json"))["clean_accuracy"]["mean"] == pytest.approx(acc["mean"])
+    state, _ = checkpoint.read(tmp_path / "gauss.checkpoint.h5")  # resumable per epoch, its deviations checked
+    assert state["epoch"] == 3 and state["settings"]["init_std"] == 0.2 and state["settings"]["inner_std"] == 0.1
     loaded = serialization.load_model(out)
     for mode in ("pinned", "off"):
         stochastic.set_randomness(model, mode)

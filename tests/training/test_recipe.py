@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from hrs_tf import models, training
+from hrs_tf import data, models, training
 from hrs_tf.evaluation import metrics
 from hrs_tf.models import serialization
 from hrs_tf.errors import ConfigError
@@ -48,6 +48,38 @@ def test_training_is_deterministic_under_a_seed(real_mnist):
     assert not all(np.array_equal(p, q) for p, q in zip(a, c))
 
 
+def test_a_killed_base_run_resumes_to_the_weights_of_an_uninterrupted_one(real_mnist, tmp_path):
+    """Gaussian noise layers and dropout draw at random while training: the resumed run must draw as the straight
+    one (its seed generators restarted per epoch), and its optimizer continue (momentum, decay's step count)."""
+    from hrs_tf.defenses import gaussian
+
+    small = data.Dataset("mnist", real_mnist.x_train[:512], real_mnist.y_train[:512], real_mnist.x_test[:100],
+                         real_mnist.y_test[:100], source="slice")
+
+    def build(architecture, dropout_rate=None):
+        return gaussian.build_gaussian_noise_model(architecture, 0.1, 0.1, dropout_rate, seed=2)
+
+    settings = dict(epochs=3, seed=2, batch_size=64, verbose=0, build_model=build, log=lambda line: None,
+                    identity={"init_std": 0.1})
+    straight, straight_record = training.train_base_model(small, **settings)
+    killed = tmp_path / "killed.checkpoint.h5"
+    training.train_base_model(small, **dict(settings, epochs=1, checkpoint=killed))  # the kill: after epoch 1
+    with pytest.raises(ConfigError, match="other settings .*seed: 2 there vs 3 now"):
+        training.train_base_model(small, **dict(settings, seed=3, checkpoint=killed))
+    with pytest.raises(ConfigError, match="other settings .*init_std: 0.1 there vs 0.2 now"):
+        training.train_base_model(small, **dict(settings, checkpoint=killed, identity={"init_std": 0.2}))
+    lines = []
+    resumed, record = training.train_base_model(small, **dict(settings, checkpoint=killed, log=lines.append))
+    assert lines[0] == f"resuming from {killed} after epoch 1" and len(lines) == 3  # epochs 2 and 3 only
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
+    assert record["test_accuracy"] == straight_record["test_accuracy"]
+    # the draws did matter: another seed gives other weights
+    other, _ = training.train_base_model(small, **dict(settings, seed=5))
+    assert not np.array_equal(other.get_weights()[0], straight.get_weights()[0])
+
+
 def test_invalid_training_settings():
     with pytest.raises(ConfigError, match="epochs=0"):
         training.check_training_settings(0, 128, 0.01)
@@ -69,12 +101,17 @@ def test_train_base_tool_writes_model_and_sidecar(tmp_path, tiny_mnist_dir, real
     record = json.loads((tmp_path / "out" / "base.json").read_text())
     assert record["epochs"] == 2 and record["seed"] == 3 and record["dataset"] == "mnist"
     assert record["architecture"] == "mnist" and record["num_params"] == 312202
-    assert len(record["history"]) == 2 and {"loss", "accuracy", "val_accuracy"} <= set(record["history"][0])
+    assert len(record["history"]) == 2 and {"loss", "accuracy", "test_accuracy"} <= set(record["history"][0])
     assert {"tensorflow", "keras", "numpy", "h5py", "python"} <= set(record["versions"])
     model = serialization.load_model(out)
     x, y = real_mnist.x_test[:300], real_mnist.y_test[:300]
     assert metrics.accuracy(model, x, y) == pytest.approx(record["test_accuracy"], abs=1e-9)
-    assert sorted(os.listdir(tmp_path / "out")) == ["base.h5", "base.json"]  # no temporary files left
+    # no temporary files left; the per-epoch checkpoint stays, so the same command again does no training
+    assert sorted(os.listdir(tmp_path / "out")) == ["base.checkpoint.h5", "base.h5", "base.json"]
+    again = run_tool("--dataset=mnist", f"--data_dir={tiny_mnist_dir}", "--epochs=2", "--seed=3", f"--output={out}")
+    assert again.returncode == 0 and "resuming from" in again.stdout and "after epoch 2" in again.stdout
+    assert "Epoch 1/" not in again.stdout + again.stderr
+    assert json.loads((tmp_path / "out" / "base.json").read_text())["test_accuracy"] == record["test_accuracy"]
 
 
 @pytest.mark.parametrize("args, message", [
