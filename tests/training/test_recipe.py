@@ -75,6 +75,7 @@ def test_a_killed_base_run_resumes_to_the_weights_of_an_uninterrupted_one(real_m
         np.testing.assert_array_equal(a, b)
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
     assert record["test_accuracy"] == straight_record["test_accuracy"]
+    assert record["train_seconds"] == round(sum(h["seconds"] for h in record["history"]), 1)  # epoch 1's counted too
     # the draws did matter: another seed gives other weights
     other, _ = training.train_base_model(small, **dict(settings, seed=5))
     assert not np.array_equal(other.get_weights()[0], straight.get_weights()[0])
