@@ -109,10 +109,6 @@ def make_train_step(model, optimizer, run):
     return step
 
 
-def _epoch_seed(seed, epoch):
-    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] % (2**31 - 1))
-
-
 # -- checkpoints -----------------------------------------------------------------------------------------
 def checkpoint_path(output):
     """The checkpoint file of a run whose model goes to ``output``."""
@@ -158,7 +154,7 @@ def train_adversarial(dataset, checkpoint, eps, epochs, pgd_steps=40, pgd_step_s
     end_epoch = int(epochs) if stop_after is None else min(int(epochs), start_epoch + int(stop_after))
     for epoch in range(start_epoch, end_epoch):
         began = time.time()
-        epoch_seed = _epoch_seed(seed, epoch)
+        epoch_seed = training.epoch_seed(seed, epoch)
         order = np.random.default_rng(epoch_seed).permutation(len(x))
         stochastic.reseed(model, epoch_seed)  # a resumed run draws as an uninterrupted one
         losses, accuracies, sizes = [], [], []

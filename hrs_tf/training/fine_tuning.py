@@ -11,15 +11,12 @@ restarted) depend only on (seed, epoch).
 import os
 import time
 
-import keras
-import numpy as np
 
 from hrs_tf import checks
 from hrs_tf.evaluation import metrics
-from hrs_tf.layers import stochastic
 from hrs_tf.training import checkpoint as checkpoints
 from hrs_tf.training.recipe import (REFERENCE_BATCH_SIZE, REFERENCE_LEARNING_RATE, StepProgress, check_training_settings,
-                                    compile_reference)
+                                    compile_reference, start_epoch)
 
 IDENTITY_KEYS = ("train_fingerprint", "start_fingerprint", "batch_size", "learning_rate", "seed")
 
@@ -27,10 +24,6 @@ IDENTITY_KEYS = ("train_fingerprint", "start_fingerprint", "batch_size", "learni
 def checkpoint_path(output):
     """The checkpoint file of a fine-tuning run whose model goes to ``output``."""
     return os.path.splitext(os.fspath(output))[0] + ".checkpoint.h5"
-
-
-def epoch_seed(seed, epoch):
-    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] % (2**31 - 1))
 
 
 def fine_tune(model, dataset, epochs, checkpoint=None, batch_size=REFERENCE_BATCH_SIZE,
@@ -73,8 +66,7 @@ def fine_tune(model, dataset, epochs, checkpoint=None, batch_size=REFERENCE_BATC
     progress = [StepProgress(total_epochs=epochs)] if verbose == 2 else []
     for epoch in range(start, epochs):
         began = time.time()
-        keras.utils.set_random_seed(epoch_seed(seed, epoch))
-        stochastic.reseed(model, epoch_seed(seed, epoch))  # dropout / noise draws: a resumed run draws as a straight one
+        start_epoch(model, seed, epoch)
         if batches is None:
             logs = model.fit(x, y, batch_size=int(batch_size), initial_epoch=epoch, epochs=epoch + 1, shuffle=True,
                              verbose=verbose, callbacks=progress).history

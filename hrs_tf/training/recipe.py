@@ -91,25 +91,44 @@ class StepProgress(keras.callbacks.Callback):
         self.out(f"  epoch {self._epoch}/{self.total_epochs or self.params.get('epochs')}: {done}{of} steps, {rate:.1f} steps/s{left}")
 
 
+def epoch_seed(seed, epoch):
+    """The seed of one epoch of a run seeded ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0] % (2**31 - 1))
+
+
+def start_epoch(model, seed, epoch):
+    """Seeds epoch ``epoch`` of ``model``'s training: Keras's shuffling (a ``fit`` call made after this) and every
+    seed generator in the model (dropout, stochastic layers) from (seed, epoch) only, so that each epoch sees its own
+    order and draws and a run resumed at any epoch continues as an uninterrupted one.
+
+    One ``fit`` call over all epochs would not do: with a global seed set, TensorFlow's shuffle inside Keras's input
+    pipeline restarts its sequence on every epoch's new iterator, so every epoch would see the batches in the same
+    order (Keras 2 and the reference code reshuffle each epoch)."""
+    from hrs_tf.layers import stochastic
+
+    keras.utils.set_random_seed(epoch_seed(seed, epoch))
+    stochastic.reseed(model, epoch_seed(seed, epoch))
+
+
 def fit(model, x, y, epochs, batch_size=REFERENCE_BATCH_SIZE, learning_rate=REFERENCE_LEARNING_RATE,
         seed=0, monitor=None, verbose=2, callbacks=(), progress_seconds=15.0):
-    """Trains ``model`` with the reference recipe; returns the per-epoch log (list of dicts).
+    """Trains ``model`` with the reference recipe, one ``fit`` call per epoch seeded by :func:`start_epoch`; returns
+    the per-epoch log (list of dicts).
 
-    ``seed`` fixes weight initialisation order-independently only if the model is built after
-    :func:`keras.utils.set_random_seed`; it always fixes the shuffling and dropout masks here.
+    ``seed`` fixes weight initialisation only if the model is built after :func:`keras.utils.set_random_seed`; it
+    always fixes each epoch's shuffling and dropout masks here.
     ``monitor`` = (x_test, y_test) adds ``val_loss`` / ``val_accuracy`` to each epoch's record.
     With ``verbose=2`` (one line per epoch, the tools' setting) a :class:`StepProgress` line also appears every
     ``progress_seconds`` inside an epoch.
     """
     check_training_settings(epochs, batch_size, learning_rate)
-    keras.utils.set_random_seed(seed)
     compile_reference(model, learning_rate)
     log = EpochLog()
-    progress = [StepProgress(progress_seconds)] if verbose == 2 else []
-    model.fit(
-        x, y, batch_size=int(batch_size), epochs=int(epochs), shuffle=True, validation_data=monitor,
-        verbose=verbose, callbacks=[log, *progress, *callbacks],
-    )
+    progress = [StepProgress(progress_seconds, total_epochs=int(epochs))] if verbose == 2 else []
+    for epoch in range(int(epochs)):
+        start_epoch(model, seed, epoch)
+        model.fit(x, y, batch_size=int(batch_size), initial_epoch=epoch, epochs=epoch + 1, shuffle=True,
+                  validation_data=monitor, verbose=verbose, callbacks=[log, *progress, *callbacks])
     return log.epochs
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from hrs_tf import checks
 from hrs_tf.errors import ConfigError
 from hrs_tf.training import checkpoint as checkpoints
-from hrs_tf.training.fine_tuning import epoch_seed
+from hrs_tf.training.recipe import epoch_seed
 from hrs_tf.training.recipe import StepProgress
 
 STRUCTURE_I = (3, "average", 3)  # MNIST reformer and detector I

@@ -62,15 +62,18 @@ def test_ead_succeeds_with_sparser_perturbations_than_cw_l2(model, images, en_re
     assert en_result.min() >= 0.0 and en_result.max() <= 1.0
     l1, _, changed = distances(en_result, x)
     # C&W-L2 with the same budget; its Adam step 1e-2 succeeds on none of them in 100 iterations (tanh
-    # saturation at black pixels), so it gets 0.05 (as in test_attacks.py).
-    cw = attacks.cw_l2(model, x, t, targeted=True, learning_rate=0.05, **BUDGET)
+    # saturation at black pixels), so it gets 0.1 (0.05 left one of the five images of one training of the shared
+    # model stuck at margin -16).
+    cw = attacks.cw_l2(model, x, t, targeted=True, learning_rate=0.1, **BUDGET)
     assert np.all(predictions(model, cw) == t)
     cw_l1, _, cw_changed = distances(cw, x)
     # Measured: EAD changes 53-224 of 784 pixels (L1 13.8-100.1, median 18.2); C&W changes 619-733
-    # (L1 17.5-86.6, median 32.1): shrinkage leaves most pixels exactly at x.
+    # (L1 17.5-86.6, median 32.1): shrinkage leaves most pixels exactly at x. With the shared model trained with
+    # per-epoch shuffling and C&W at 0.1: EAD 55-208 (L1 median 23.1), C&W 562-697 (median 29.0).
     assert np.all(changed < cw_changed / 2)
     assert np.median(l1) < np.median(cw_l1)
-    # The sparsity comes from beta: the same FISTA run without the L1 term (beta = 0) changes 548-698 pixels.
+    # The sparsity comes from beta: the same FISTA run without the L1 term (beta = 0) changes 548-698 pixels
+    # (524-613 with the other training of the shared model).
     dense = attacks.ead(model, x, t, targeted=True, beta=0.0, **BUDGET)
     assert np.all(predictions(model, dense) == t)
     assert np.all(changed < distances(dense, x)[2] / 2)

@@ -147,6 +147,50 @@ def test_killed_run_resumes_to_the_same_model(tmp_path, tiny_mnist_dir, finished
     assert not [f for f in os.listdir(out / "channels") if f.endswith(".tmp.h5")]
 
 
+def test_a_channel_killed_after_an_epoch_resumes_at_the_next_epoch_to_the_same_weights(tmp_path, tiny, monkeypatch):
+    from hrs_tf.training import checkpoint
+
+    settings = dict(channels=(1, 1), epochs=(2, 1), seed=3, eval_repeats=1, verbose=0)
+    hrs_training.train_hrs(tiny, str(tmp_path / "straight"), log=lambda line: None, **settings)
+
+    class Killed(Exception):
+        pass
+
+    real_save = checkpoint.save
+
+    def save_then_die(path, state, groups):
+        real_save(path, state, groups)
+        raise Killed(path)
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):
+        hrs_training.train_hrs(tiny, str(out), log=lambda line: None, **settings)
+    assert os.listdir(out / "channels") == ["0_0.checkpoint.h5"]  # epoch 1 of the first channel, nothing else
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    logs = []
+    hrs_training.train_hrs(tiny, str(out), log=logs.append, **settings)
+    resumed = [line for line in logs if line.startswith("resuming from")]
+    assert resumed == [f"resuming from {out / 'channels' / '0_0.checkpoint.h5'} after epoch 1"]
+    assert sum(line.startswith("epoch 2/2 of block 1 channel 1") for line in logs) == 1
+    assert not any(line.startswith("epoch 1/2 of block 1 channel 1") for line in logs)  # epoch 1 not redone
+    assert sorted(os.listdir(out / "channels")) == ["0_0.h5", "1_0.h5"]  # checkpoints gone with their channels
+    for name in ["0_0.h5", "1_0.h5"]:
+        pairs = zip(weights_of(tmp_path / "straight" / "channels" / name), weights_of(out / "channels" / name))
+        assert all(n1 == n2 and np.array_equal(a1, a2) for (n1, a1), (n2, a2) in pairs), name
+
+
+def test_a_run_made_before_epochs_were_reshuffled_is_not_resumed(finished_run, tiny, tmp_path):
+    out, _, _ = finished_run
+    old = tmp_path / "old"
+    os.makedirs(old)
+    run = json.loads((out / "run.json").read_text())
+    del run["epoch_order"]  # run.json of a run made by one fit call per channel (the same order every epoch)
+    (old / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match="epoch_order: None there vs 'reshuffled per epoch"):
+        hrs_training.train_hrs(tiny, str(old), **SETTINGS)
+
+
 def test_mismatched_resume_via_the_tool_fails_cleanly(finished_run, tiny_mnist_dir):
     out, _, _ = finished_run
     before = sorted(os.listdir(out))

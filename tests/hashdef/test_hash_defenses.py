@@ -116,13 +116,14 @@ def test_gradient_inhibition_transforms_only_the_last_three_kernels(model, kind)
 
 
 def test_gradient_inhibition_saturates_the_softmax_but_keeps_the_argmax_mostly(model, real_mnist):
-    x, y = real_mnist.x_test[:300], real_mnist.y_test[:300]
+    x, y = real_mnist.x_test[:2000], real_mnist.y_test[:2000]
     base = metrics.accuracy(model, x, y)
     for kind in (1, 2, 3):
         out = registry.parse(f"gi{kind}").apply(model)  # the paper's MNIST eps (single-channel input)
-        # the paper: < 0.1% drop at 99.5%. On our weak 93% model (small weights, so eps 0.1 / 0.2 is a large change)
-        # measured on 2000 images: GI2 -0.0, GI1 -2.2, GI3 -5.2 points; bounds 1 point (GI2) and 8 points
-        assert metrics.accuracy(out, x, y) >= base - (0.01 if kind == 2 else 0.08)
+        # the paper: < 0.1% drop at 99.5%. On our weak 91-93% models (small weights, so eps 0.1 / 0.2 is a large
+        # change) measured on these 2000 images: GI2 -0.0 / +0.05, GI1 -2.2 / -2.5, GI3 -5.2 / -6.8 points (two
+        # trainings of the shared test model); bounds 1 point (GI2), 5 (GI1), 12 (GI3); chance is 80 points down
+        assert metrics.accuracy(out, x, y) >= base - {1: 0.05, 2: 0.01, 3: 0.12}[kind]
         grads = robustness.gradient_magnitudes(out, x[:20], y[:20])
         plain = robustness.gradient_magnitudes(model, x[:20], y[:20])
         # |dL/dx| vanishes (section IV-A): the typical image's largest input gradient shrinks by orders of magnitude

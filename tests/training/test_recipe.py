@@ -81,6 +81,37 @@ def test_a_killed_base_run_resumes_to_the_weights_of_an_uninterrupted_one(real_m
     assert not np.array_equal(other.get_weights()[0], straight.get_weights()[0])
 
 
+def test_every_epoch_sees_its_own_order_of_the_training_images():
+    """One Keras ``fit`` over all epochs under a global seed replays the first epoch's order (TensorFlow's shuffle
+    restarts with each epoch's iterator); the recipe reshuffles per epoch, the same way for the same seed."""
+
+    class LastBatch(keras.layers.Layer):
+        def build(self, input_shape):
+            self.order = self.add_weight(shape=(10,), initializer="zeros", trainable=False, name="order")
+
+        def call(self, x, training=None):
+            if training:
+                self.order.assign(x[:, 0])
+            return x
+
+    def orders(seed):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((1,))
+        seen = LastBatch()
+        model = keras.Model(inputs, keras.layers.Dense(10)(seen(inputs)))
+        epochs = []
+        record = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: epochs.append(seen.order.numpy().tolist()))
+        x = np.arange(10, dtype=np.float32)[:, None]
+        training.fit(model, x, np.arange(10) % 10, epochs=3, batch_size=10, seed=seed, verbose=0, callbacks=[record])
+        return epochs
+
+    first = orders(seed=1)
+    assert all(sorted(order) == list(range(10)) for order in first)  # each epoch one whole permutation
+    assert len({tuple(order) for order in first}) == 3  # three epochs, three orders (P(a repeat) ~ 1e-6)
+    assert orders(seed=1) == first and orders(seed=2) != first
+
+
 def test_invalid_training_settings():
     with pytest.raises(ConfigError, match="epochs=0"):
         training.check_training_settings(0, 128, 0.01)

@@ -14,17 +14,18 @@ Output directory::
     run.json            settings of the run (a resume must match them)
     progress.json       finished channels: test accuracy, epochs, seconds
     channels/<b>_<c>.h5 per-channel weights, Keras-2 weights layout (as the published repo)
+    channels/<b>_<c>.checkpoint.h5  the channel in training: written after every epoch, removed when it is done
     hrs_model.h5        the complete HRS model (``keras.models.load_model`` after ``import hrs_tf``)
     summary.json        per-channel accuracy, HRS accuracy (sample mode, repeated), timings, versions
 
-Every channel file is written atomically as soon as its channel is finished; a rerun of the same
-command skips finished channels. Each channel trains from its own seed (derived from the run seed,
-block and channel), so a resumed run produces the same model as an uninterrupted one.
+Every channel file is written atomically as soon as its channel is finished, and the channel in training is
+checkpointed after every epoch; a rerun of the same command skips finished channels and continues the unfinished one
+at its next epoch. Each channel trains from its own seed (derived from the run seed, block and channel), each epoch
+from (channel seed, epoch), so a resumed run produces the same model as an uninterrupted one.
 """
 
 import os
 import shutil
-import time
 
 import keras
 import numpy as np
@@ -45,7 +46,11 @@ SUMMARY_FILE = "summary.json"
 
 # Settings that determine the trained weights: a resume with any of them changed is refused.
 IDENTITY_KEYS = ("dataset", "train_fingerprint", "architecture", "dropout_rate", "channels", "epochs",
-                 "batch_size", "learning_rate", "seed")
+                 "batch_size", "learning_rate", "seed", "epoch_order")
+# How a channel's epochs are ordered. Runs made before 2026-11-30 have no such setting: one Keras ``fit`` call per
+# channel saw its batches in the same order every epoch (see :func:`hrs_tf.training.start_epoch`); they are not
+# resumed or reused by this code, whose channels would not match theirs.
+EPOCH_ORDER = "reshuffled per epoch from (channel seed, epoch)"
 
 
 def channel_seed(seed, block, channel):
@@ -55,6 +60,11 @@ def channel_seed(seed, block, channel):
 
 def channel_path(output_dir, block, channel):
     return os.path.join(output_dir, CHANNEL_DIR, f"{block}_{channel}.h5")
+
+
+def channel_checkpoint_path(output_dir, block, channel):
+    """The per-epoch checkpoint of a channel in training (removed once the channel is saved and recorded)."""
+    return os.path.join(output_dir, CHANNEL_DIR, f"{block}_{channel}.checkpoint.h5")
 
 
 def parse_epochs(epochs, num_blocks):
@@ -156,19 +166,22 @@ def build_channel_model(arch, run, output_dir, block, channel, seed):
     return keras.Model(inputs, h, name=f"train_{block}_{channel}"), new_channel
 
 
-def _train_channel(dataset, arch, run, output_dir, block, channel, verbose):
-    """Trains channel ``channel`` of block ``block`` and saves it (Algorithm 1, lines 3-13)."""
+def _train_channel(dataset, arch, run, output_dir, block, channel, verbose, log):
+    """Trains channel ``channel`` of block ``block`` and saves it (Algorithm 1, lines 3-13), one epoch at a time with
+    a checkpoint after each (:func:`hrs_tf.training.fine_tuning.fine_tune`), so a kill loses at most one epoch."""
+    from hrs_tf.training import fine_tuning
+
     seed = channel_seed(run["seed"], block, channel)
     keras.utils.set_random_seed(seed)
     model, new_channel = build_channel_model(arch, run, output_dir, block, channel, seed)
-    start = time.time()
-    history = training.fit(model, dataset.x_train, dataset.y_train, run["epochs"][block], run["batch_size"],
-                           run["learning_rate"], seed, monitor=(dataset.x_test, dataset.y_test), verbose=verbose)
-    seconds = time.time() - start
+    history = fine_tuning.fine_tune(
+        model, dataset, run["epochs"][block], channel_checkpoint_path(output_dir, block, channel),
+        batch_size=run["batch_size"], learning_rate=run["learning_rate"], seed=seed, verbose=verbose, log=log,
+        what=f"block {block + 1} channel {channel + 1}", identity={"block": block, "channel": channel})
     serialization.save_legacy_weights(new_channel, channel_path(output_dir, block, channel))
     return {"block": block, "channel": channel, "seed": seed, "epochs": run["epochs"][block],
-            "train_accuracy": history[-1]["accuracy"], "test_accuracy": history[-1]["val_accuracy"],
-            "seconds": round(seconds, 1)}
+            "train_accuracy": history[-1]["accuracy"], "test_accuracy": history[-1]["test_accuracy"],
+            "seconds": round(sum(h["seconds"] for h in history), 1)}
 
 
 def assemble_hrs_model(output_dir, arch, channels, dropout_rate=None, granularity="batch", seed=None):
@@ -201,7 +214,8 @@ def run_settings(dataset, channels, epochs, arch=None, batch_size=training.REFER
     rate = architecture.dropout_rate if dropout_rate is None else float(dropout_rate)
     return {"kind": "hrs_run", "dataset": dataset.name, "train_fingerprint": data_fingerprint(dataset.x_train, dataset.y_train),
             "architecture": architecture.name, "dropout_rate": rate, "channels": channels, "epochs": epochs,
-            "batch_size": int(batch_size), "learning_rate": float(learning_rate), "seed": int(seed)}
+            "batch_size": int(batch_size), "learning_rate": float(learning_rate), "seed": int(seed),
+            "epoch_order": EPOCH_ORDER}
 
 
 def check_reusable(source_dir, dataset, channels, epochs, **settings):
@@ -243,9 +257,10 @@ def train_hrs(dataset, output_dir, channels, epochs, arch=None, batch_size=train
                 log(f"{tag} already trained (test accuracy {progress['channels'][key]['test_accuracy']:.4f}), skipped")
                 continue
             log(f"{tag} training {epochs[b]} epochs")
-            record = _train_channel(dataset, architecture, run, output_dir, b, c, verbose)
+            record = _train_channel(dataset, architecture, run, output_dir, b, c, verbose, log)
             progress["channels"][key] = record
             fileio.write_json(progress_path, progress)
+            os.remove(channel_checkpoint_path(output_dir, b, c))
             log(f"{tag} done in {record['seconds']:.0f}s, test accuracy {record['test_accuracy']:.4f}")
 
     model = assemble_hrs_model(output_dir, architecture, channels, rate, granularity)
