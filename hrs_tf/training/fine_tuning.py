@@ -16,7 +16,7 @@ from hrs_tf import checks
 from hrs_tf.evaluation import metrics
 from hrs_tf.training import checkpoint as checkpoints
 from hrs_tf.training.recipe import (REFERENCE_BATCH_SIZE, REFERENCE_LEARNING_RATE, StepProgress, check_training_settings,
-                                    compile_reference, start_epoch)
+                                    compile_reference, keras_verbosity, start_epoch)
 
 IDENTITY_KEYS = ("train_fingerprint", "start_fingerprint", "batch_size", "learning_rate", "seed")
 
@@ -69,10 +69,10 @@ def fine_tune(model, dataset, epochs, checkpoint=None, batch_size=REFERENCE_BATC
         start_epoch(model, seed, epoch)
         if batches is None:
             logs = model.fit(x, y, batch_size=int(batch_size), initial_epoch=epoch, epochs=epoch + 1, shuffle=True,
-                             verbose=verbose, callbacks=progress).history
+                             verbose=keras_verbosity(verbose), callbacks=progress).history
         else:
             logs = model.fit(batches(x, y, int(batch_size), seed, epoch), initial_epoch=epoch, epochs=epoch + 1,
-                             shuffle=False, verbose=verbose, callbacks=progress).history
+                             shuffle=False, verbose=keras_verbosity(verbose), callbacks=progress).history
         record = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]),
                   **({"accuracy": float(logs["accuracy"][-1])} if "accuracy" in logs else {}),
                   "test_accuracy": metrics.accuracy(model, dataset.x_test, dataset.y_test),
@@ -80,6 +80,7 @@ def fine_tune(model, dataset, epochs, checkpoint=None, batch_size=REFERENCE_BATC
         history.append(record)
         if checkpoint is not None:
             checkpoints.save(checkpoint, {"settings": run, "epoch": epoch + 1, "history": history}, groups)
-        log(f"epoch {epoch + 1}/{epochs} of {what}: loss {record['loss']:.4f}, test accuracy "
+        trained = f", training accuracy {record['accuracy']:.4f}" if "accuracy" in record else ""
+        log(f"epoch {epoch + 1}/{epochs} of {what}: loss {record['loss']:.4f}{trained}, test accuracy "
             f"{record['test_accuracy']:.4f}, {record['seconds']:.0f} s")
     return history

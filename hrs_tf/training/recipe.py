@@ -61,20 +61,32 @@ class EpochLog(keras.callbacks.Callback):
 
 class StepProgress(keras.callbacks.Callback):
     """One plain line every ``every_seconds`` inside an epoch: steps done, rate and the time left in the epoch
-    (readable in a log file, unlike a progress bar); Keras's own ``verbose=2`` line ends each epoch. The rate is
-    timed from the end of the epoch's first step, so the epoch's set-up and the first step's tracing do not make
-    the first estimate absurd; lines start at the second step."""
+    (readable in a log file, unlike a progress bar); with ``epoch_lines`` also one line at the end of each epoch
+    with its metrics and time. The rate is timed from the end of the epoch's first step, so the epoch's set-up and
+    the first step's tracing do not make the first estimate absurd; lines start at the second step.
 
-    def __init__(self, every_seconds=15.0, out=None, total_epochs=None):
+    Training one ``fit`` call per epoch, Keras's own ``verbose=2`` lines would read "Epoch 4/4" in epoch 4 of 40:
+    the trainers run ``fit`` quietly and print these lines instead."""
+
+    def __init__(self, every_seconds=15.0, out=None, total_epochs=None, epoch_lines=False):
         super().__init__()
         self.every_seconds = float(every_seconds)
         self.total_epochs = total_epochs  # shown as the epoch count (default: the fit call's)
         self.out = out or (lambda line: print(line, flush=True))
+        self.epoch_lines = bool(epoch_lines)
         self._epoch = 0
+
+    def _of_total(self):
+        return f"{self._epoch}/{self.total_epochs or self.params.get('epochs')}"
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.epoch_lines:
+            metrics = ", ".join(f"{key} {float(value):.4f}" for key, value in (logs or {}).items())
+            self.out(f"epoch {self._of_total()}: {metrics}, {time.time() - self._epoch_start:.0f} s")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1
-        self._start = self._last = time.time()
+        self._epoch_start = self._start = self._last = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.time()
@@ -88,7 +100,7 @@ class StepProgress(keras.callbacks.Callback):
         rate = batch / max(now - self._start, 1e-9)
         left = f", about {(total - done) / rate:.0f} s left in the epoch" if total else ""
         of = f"/{total}" if total else ""
-        self.out(f"  epoch {self._epoch}/{self.total_epochs or self.params.get('epochs')}: {done}{of} steps, {rate:.1f} steps/s{left}")
+        self.out(f"  epoch {self._of_total()}: {done}{of} steps, {rate:.1f} steps/s{left}")
 
 
 def epoch_seed(seed, epoch):
@@ -118,18 +130,23 @@ def fit(model, x, y, epochs, batch_size=REFERENCE_BATCH_SIZE, learning_rate=REFE
     ``seed`` fixes weight initialisation only if the model is built after :func:`keras.utils.set_random_seed`; it
     always fixes each epoch's shuffling and dropout masks here.
     ``monitor`` = (x_test, y_test) adds ``val_loss`` / ``val_accuracy`` to each epoch's record.
-    With ``verbose=2`` (one line per epoch, the tools' setting) a :class:`StepProgress` line also appears every
-    ``progress_seconds`` inside an epoch.
+    With ``verbose=2`` (the tools' setting) :class:`StepProgress` prints a line every ``progress_seconds`` inside an
+    epoch and one with the metrics at its end.
     """
     check_training_settings(epochs, batch_size, learning_rate)
     compile_reference(model, learning_rate)
     log = EpochLog()
-    progress = [StepProgress(progress_seconds, total_epochs=int(epochs))] if verbose == 2 else []
+    progress = [StepProgress(progress_seconds, total_epochs=int(epochs), epoch_lines=True)] if verbose == 2 else []
     for epoch in range(int(epochs)):
         start_epoch(model, seed, epoch)
         model.fit(x, y, batch_size=int(batch_size), initial_epoch=epoch, epochs=epoch + 1, shuffle=True,
-                  validation_data=monitor, verbose=verbose, callbacks=[log, *progress, *callbacks])
+                  validation_data=monitor, verbose=keras_verbosity(verbose), callbacks=[log, *progress, *callbacks])
     return log.epochs
+
+
+def keras_verbosity(verbose):
+    """``fit``'s own verbosity under ours: 2 (plain lines) is printed by :class:`StepProgress`, 1 is a progress bar."""
+    return 1 if verbose == 1 else 0
 
 
 def versions():

@@ -129,7 +129,11 @@ def test_train_base_tool_writes_model_and_sidecar(tmp_path, tiny_mnist_dir, real
     out = tmp_path / "out" / "base.h5"
     result = run_tool("--dataset=mnist", f"--data_dir={tiny_mnist_dir}", "--epochs=2", "--seed=3", f"--output={out}")
     assert result.returncode == 0, result.stderr
-    assert "Epoch 2/2" in result.stdout + result.stderr  # per-epoch progress
+    # one line per epoch, counted out of the run's epochs (not Keras's "Epoch 2/2" of a one-epoch fit call)
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epoch_lines] == [f"epoch {k}/2 of a base-model run" for k in (1, 2)]
+    assert all("training accuracy" in line and "test accuracy" in line for line in epoch_lines)
+    assert "Epoch " not in result.stdout + result.stderr
     record = json.loads((tmp_path / "out" / "base.json").read_text())
     assert record["epochs"] == 2 and record["seed"] == 3 and record["dataset"] == "mnist"
     assert record["architecture"] == "mnist" and record["num_params"] == 312202
@@ -142,7 +146,7 @@ def test_train_base_tool_writes_model_and_sidecar(tmp_path, tiny_mnist_dir, real
     assert sorted(os.listdir(tmp_path / "out")) == ["base.checkpoint.h5", "base.h5", "base.json"]
     again = run_tool("--dataset=mnist", f"--data_dir={tiny_mnist_dir}", "--epochs=2", "--seed=3", f"--output={out}")
     assert again.returncode == 0 and "resuming from" in again.stdout and "after epoch 2" in again.stdout
-    assert "Epoch 1/" not in again.stdout + again.stderr
+    assert "epoch 1/2" not in again.stdout
     assert json.loads((tmp_path / "out" / "base.json").read_text())["test_accuracy"] == record["test_accuracy"]
 
 
@@ -177,13 +181,18 @@ def test_progress_lines_inside_an_epoch_give_steps_rate_and_time_left(capsys):
     x = np.random.default_rng(0).random((40, 4)).astype(np.float32)
     y = np.arange(40) % 10
     training.fit(model, x, y, epochs=2, batch_size=10, seed=0, verbose=2, progress_seconds=0.0)
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  epoch ")]
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if line.startswith("  epoch ")]
     # every step of both epochs after the first reports (interval 0 s), with the steps done of 4, a rate, time left
     assert [line.split(":")[0] for line in lines] == ["  epoch 1/2"] * 3 + ["  epoch 2/2"] * 3
     assert [line.split(": ")[1].split(" ")[0] for line in lines[:3]] == ["2/4", "3/4", "4/4"]
     assert all("steps/s" in line and "s left in the epoch" in line for line in lines)
+    # each epoch ends with one line of its metrics, counted out of the run's epochs; no Keras "Epoch 2/2" header
+    ends = [line for line in out if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in ends] == ["epoch 1/2", "epoch 2/2"]
+    assert all(" loss " in line for line in ends) and not any(line.startswith("Epoch") for line in out)
     training.fit(model, x, y, epochs=1, batch_size=10, seed=0, verbose=0, progress_seconds=0.0)
-    assert "  epoch " not in capsys.readouterr().out  # quiet runs stay quiet
+    assert "epoch " not in capsys.readouterr().out  # quiet runs stay quiet
 
 
 def test_progress_rate_leaves_out_a_slow_first_step(monkeypatch):
