@@ -4,7 +4,7 @@
     python tools/train_adv.py --dataset=cifar10 --eps=2/255 --pgd_steps=7 --pgd_step_size=0.5/255 --epochs=40 --output=runs/adv_cifar.h5
 
 Every mini-batch is replaced by PGD examples crafted on the current model (random start; ``--adv_fraction``
-below 1 mixes adversarial and clean examples). After every epoch ``<output>.checkpoint.npz`` (weights,
+below 1 mixes adversarial and clean examples). After every epoch ``<output>.checkpoint.h5`` (weights,
 optimizer state, epoch, history, settings) is written atomically; a rerun resumes at the next epoch and
 refuses other settings. At the end: the model (.h5) and a JSON sidecar with the history, the clean test
 accuracy and the PGD accuracy on the first ``--eval_images`` test images.

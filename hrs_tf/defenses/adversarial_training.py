@@ -24,7 +24,6 @@ masks and warm-up bounds of an epoch depend only on (seed, epoch), so a resumed 
 an uninterrupted one. A rerun with other settings is refused (``epochs`` may grow: training continues).
 """
 
-import os
 import time
 
 import keras
@@ -38,6 +37,7 @@ from hrs_tf.defenses.registry import TRAINED, Argument, Defense, register, write
 from hrs_tf.evaluation import metrics
 from hrs_tf.layers import stochastic
 from hrs_tf.training import checkpoint as checkpoints
+from hrs_tf.training.fine_tuning import checkpoint_path  # the file beside the model, as every resumable trainer's
 
 # Settings that determine the trained weights: a resume with any of them changed is refused.
 IDENTITY_KEYS = ("dataset", "train_fingerprint", "architecture", "dropout_rate", "eps", "pgd_steps", "pgd_step_size",
@@ -107,12 +107,6 @@ def make_train_step(model, optimizer, run):
         return loss, accuracy
 
     return step
-
-
-# -- checkpoints -----------------------------------------------------------------------------------------
-def checkpoint_path(output):
-    """The checkpoint file of a run whose model goes to ``output``."""
-    return os.path.splitext(os.fspath(output))[0] + ".checkpoint.h5"
 
 
 # -- training --------------------------------------------------------------------------------------------

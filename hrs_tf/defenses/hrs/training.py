@@ -36,6 +36,7 @@ from hrs_tf.errors import ConfigError
 from hrs_tf.evaluation import metrics
 from hrs_tf.layers.random_switch import RandomSwitch
 from hrs_tf.models import serialization
+from hrs_tf.training import fine_tuning
 from hrs_tf.training.checkpoint import data_fingerprint
 
 RUN_FILE = "run.json"
@@ -169,8 +170,6 @@ def build_channel_model(arch, run, output_dir, block, channel, seed):
 def _train_channel(dataset, arch, run, output_dir, block, channel, verbose, log):
     """Trains channel ``channel`` of block ``block`` and saves it (Algorithm 1, lines 3-13), one epoch at a time with
     a checkpoint after each (:func:`hrs_tf.training.fine_tuning.fine_tune`), so a kill loses at most one epoch."""
-    from hrs_tf.training import fine_tuning
-
     seed = channel_seed(run["seed"], block, channel)
     keras.utils.set_random_seed(seed)
     model, new_channel = build_channel_model(arch, run, output_dir, block, channel, seed)
