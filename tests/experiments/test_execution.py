@@ -63,7 +63,7 @@ def test_local_execution_computes_missing_cells_once_with_progress(tmp_path):
     assert summary["cells"] == 4
     progress = [line for line in logs if line.startswith("cells:")]
     assert len(progress) == 4 and progress[0].startswith("cells: 1/4 done, 0 running, 3 left")
-    assert "about" in progress[0] and "| draws/d0 took" in progress[0] and "left at this run's rate" not in progress[-1]
+    assert "about" in progress[0] and "| draws/d0 took" in progress[0] and "about" not in progress[-1]
     first = results(tmp_path)
     values = [first[f"cells/draws/d{i}.json"]["value"] for i in range(3)]
     assert first["cells/sums/total.json"]["total"] == pytest.approx(sum(values))

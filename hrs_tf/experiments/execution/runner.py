@@ -72,5 +72,5 @@ def execute(experiment, executor=None, log=print):
                               "compute() disagree)")
         attempted.update(c.key for c in todo)
         finished = set(by_key) - {c.key for c in todo}
-        progress.planned(len(todo))
+        progress.planned(todo)
         executor.run(experiment, ordered(todo, finished), finished, progress)
