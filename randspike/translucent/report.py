@@ -195,7 +195,7 @@ def fleet_lines(study):
         manifest = fleet.manifest()
         members = manifest.get("members", [])
         images = sorted({m.get("train_images") for m in members})
-        errors, rejections, unlearned = [], [], 0
+        errors, rejections, unlearned, added = [], [], 0, []
         for k in [m["model"] for m in members]:
             path = fleet.file(k)
             record = (spec.defense.record(path) if path and os.path.exists(path) else None) or {}
@@ -207,6 +207,8 @@ def fleet_lines(study):
                 errors.append(100 * (1 - record["test_accuracy_single"]))
                 rejections.append(100 * record.get("test_rejection_rate", 0.0))
                 unlearned += bool(record.get("unlearned_autoencoders"))
+            if isinstance(record.get("adversarial_examples"), dict):  # the adversarially trained schemes
+                added.append(record["adversarial_examples"])
         epochs = manifest.get("epochs")
         lines.append(f"{spec.label} (`{spec.text}`): {len(members)} of {study.plan.models} models trained"
                      + (f", {epochs} epochs" if epochs else " (made from its source models without training)")
@@ -216,8 +218,19 @@ def fleet_lines(study):
                      + (f", {min(rejections):.2f}-{max(rejections):.2f}% of the clean test images rejected (counted "
                         "as errors)" if rejections else "")
                      + (f"; **{unlearned} of {len(members)} models have autoencoders no better than the mean training "
-                        "image: not a working MagNet, its rows say nothing about MagNet**" if unlearned else ""))
+                        "image: not a working MagNet, its rows say nothing about MagNet**" if unlearned else "")
+                     + (_added_examples(added) if added else ""))
     return lines
+
+
+def _added_examples(summaries):
+    """What the adversarially trained members added to their training sets (their records' C&W summaries)."""
+    kept = [s["kept"] for s in summaries]
+    generated = sorted({s["generated"] for s in summaries})
+    l2 = [s["l2_mean_kept"] for s in summaries if s.get("l2_mean_kept") is not None]
+    return (f"; C&W examples added to each model's training set: {min(kept)}-{max(kept)} (of "
+            f"{'/'.join(str(g) for g in generated)} crafted, kept under L2 {summaries[0]['l2_cutoff']:g})"
+            + (f", mean L2 of the added {min(l2):.2f}-{max(l2):.2f}" if l2 else ""))
 
 
 def write_report(study, results, docs_dir, command, scale_lines=()):

@@ -344,11 +344,16 @@ def test_wrapped_and_installed_schemes_take_their_sources_from_the_study_s_dropo
 
 def test_fleet_lines_give_magnet_s_errors_rejections_and_a_magnet_that_is_not_one(tmp_path):
     """MagNet's records: errors count rejections, and members whose autoencoders never beat the mean image are called
-    out (such a composite predicts about one class: its rows say nothing about MagNet)."""
+    out (such a composite predicts about one class: its rows say nothing about MagNet). Adversarially trained members:
+    how many C&W examples each added to its training set."""
     records = {0: {"test_accuracy_single": 0.93, "test_rejection_rate": 0.005, "unlearned_autoencoders": []},
                1: {"test_accuracy_single": 0.0972, "test_rejection_rate": 0.0012,
                    "unlearned_autoencoders": ["reformer"]},
-               2: {"test_error_single": 0.05}}
+               2: {"test_error_single": 0.05},
+               3: {"test_error_single": 0.04, "adversarial_examples": {"generated": 500, "kept": 177, "l2_cutoff": 3.0,
+                                                                        "l2_mean_kept": 1.97}},
+               4: {"test_error_single": 0.03, "adversarial_examples": {"generated": 500, "kept": 231, "l2_cutoff": 3.0,
+                                                                        "l2_mean_kept": 2.07}}}
     for k in records:
         (tmp_path / f"m{k}.h5").write_text("")
 
@@ -367,10 +372,15 @@ def test_fleet_lines_give_magnet_s_errors_rejections_and_a_magnet_that_is_not_on
         def file(self, k):
             return str(tmp_path / f"m{k}.h5")
 
-    specs = [Spec("MagNet", [0, 1]), Spec("Standard", [2])]
+    specs = [Spec("MagNet", [0, 1]), Spec("Standard", [2]), Spec("RS-1-Adv", [3, 4])]
     fake = types.SimpleNamespace(specs=specs, plan=types.SimpleNamespace(models=2),
-                                 fleets={"MagNet": Fleet([0, 1], 10), "Standard": Fleet([2], 3)})
-    magnet_line, standard_line = report.fleet_lines(fake)
+                                 fleets={"MagNet": Fleet([0, 1], 10), "Standard": Fleet([2], 3),
+                                         "RS-1-Adv": Fleet([3, 4], 3)})
+    magnet_line, standard_line, adversarial_line = report.fleet_lines(fake)
+    assert adversarial_line.endswith("test error 3.00-4.00% (from the training records: single prediction, or one "
+                                     "stochastic pass); C&W examples added to each model's training set: 177-231 (of "
+                                     "500 crafted, kept under L2 3), mean L2 of the added 1.97-2.07")
+    assert "C&W" not in magnet_line + standard_line
     assert magnet_line.startswith("MagNet (`magnet`): 2 of 2 models trained, 10 epochs on 5000 images each; test error "
                                   "7.00-90.28%")
     assert "0.12-0.50% of the clean test images rejected (counted as errors)" in magnet_line
