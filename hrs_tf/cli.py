@@ -11,6 +11,7 @@ registry listings.
 """
 
 import os
+import shlex
 import sys
 
 from absl import app, flags
@@ -140,10 +141,11 @@ def run_cells(experiment, values):
 
 def report_command(tool, argv=None):
     """The command a report shows at its top: ``python tools/<tool>`` and the arguments that computed its cells
-    (``--report_only`` left out, arguments with spaces quoted)."""
+    (``--report_only`` left out, arguments quoted for a POSIX shell where they hold a space, ``;`` or another
+    character the shell would read: the line pastes as is)."""
     argv = sys.argv[1:] if argv is None else argv
     shown = [a for a in argv if not a.startswith("--report_only")]
-    return f"python tools/{tool} " + " ".join(f"'{a}'" if " " in a else a for a in shown)
+    return f"python tools/{tool} " + " ".join(shlex.quote(a) for a in shown)
 
 
 def define_training_flags(epochs_help="Training epochs (default: the defense's reference value)."):
