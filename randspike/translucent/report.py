@@ -186,6 +186,24 @@ def outcomes_section(results, names):
             markdown_table(["source", "target", "judgements", "target class", "rejected", "other class"], rows), ""]
 
 
+def held_out_section(results, names):
+    """Every held-out model of each target scheme alone: the share of all source schemes' Multi-t examples (all L2,
+    all confidences) it labels as the attack's target. A member far below the rest of its fleet (a failed training
+    run) makes its scheme look harder to transfer to in Figure 4. [] for results that predate these counts."""
+    held_out = results.get("held_out")
+    if not held_out:
+        return []
+    models = sorted({k for counts in held_out.values() for k in counts}, key=int)
+    rows = [[target] + [f"{_pct(c['fooled'] / c['judged'])} (n={c['judged']})" if c and c["judged"] else "-"
+                        for c in (held_out[target].get(k) for k in models)]
+            for target in results["schemes"] if target in held_out]
+    return ["## Held-out models one by one", "",
+            f"Every source scheme's {names['multi']} examples (all L2, all confidences) on each held-out model of the "
+            "target scheme, judged by its decision rule: the share labelled as the attack's target (n = judged "
+            "examples). A model far below the rest of its fleet is a failed training run, not a robust one.", "",
+            markdown_table(["target scheme"] + [f"model {k}" for k in models], rows), ""]
+
+
 def fleet_lines(study):
     """The scale lines of a study's report: what each scheme's fleet was made with, read from its manifest and the
     models' training records."""
@@ -195,12 +213,13 @@ def fleet_lines(study):
         manifest = fleet.manifest()
         members = manifest.get("members", [])
         images = sorted({m.get("train_images") for m in members})
-        errors, rejections, unlearned, added = [], [], 0, []
+        errors, rejections, unlearned, added, failed = [], [], 0, [], []
         for k in [m["model"] for m in members]:
             path = fleet.file(k)
             record = (spec.defense.record(path) if path and os.path.exists(path) else None) or {}
             if record.get("test_error_single") is not None:
                 errors.append(100 * record["test_error_single"])
+                failed.append((k, errors[-1]))
             elif isinstance(record.get("clean_accuracy"), dict):
                 errors.append(100 * (1 - record["clean_accuracy"]["mean"]))
             elif record.get("test_accuracy_single") is not None:  # MagNet: a rejection counts as an error
@@ -219,8 +238,20 @@ def fleet_lines(study):
                         "as errors)" if rejections else "")
                      + (f"; **{unlearned} of {len(members)} models have autoencoders no better than the mean training "
                         "image: not a working MagNet, its rows say nothing about MagNet**" if unlearned else "")
-                     + (_added_examples(added) if added else ""))
+                     + (_added_examples(added) if added else "")
+                     + _failed_members(failed))
     return lines
+
+
+def _failed_members(errors):
+    """Members whose test error is above 20% and 5x the fleet's median: failed training runs, named (they weigh on
+    every rotation they validate in; see the held-out models section)."""
+    if len(errors) < 3:
+        return ""
+    median = float(np.median([e for _, e in errors]))
+    failed = [(k, e) for k, e in errors if e > max(20.0, 5 * median)]
+    return "".join(f"; **model {k} failed to train ({e:.2f}% test error, the fleet's median {median:.2f}%)**"
+                   for k, e in failed)
 
 
 def _added_examples(summaries):
@@ -279,6 +310,7 @@ def write_report(study, results, docs_dir, command, scale_lines=()):
               "examples that pass, averaged over the rotations. CSV: "
               f"[reproduce_rs/{dataset}_figure4.csv](reproduce_rs/{dataset}_figure4.csv).", "",
               f"![figure 4](reproduce_rs/{dataset}_figure4.png)", "", figure4_markdown(results), ""]
+    parts += held_out_section(results, names)
     parts += outcomes_section(results, names)
     reading = os.path.join(figures, f"{dataset}_reading.md")
     if os.path.exists(reading):

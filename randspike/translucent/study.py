@@ -360,7 +360,7 @@ class TranslucentStudy:
     def results(self):
         edges = self.plan.edges
         out = {"edges": list(edges), "schemes": [s.label for s in self.specs], "tables": {}, "figure3": {},
-               "figure4": {}, "counts": {}, "outcomes": {}}
+               "figure4": {}, "counts": {}, "outcomes": {}, "held_out": {}}
         for spec in self.specs:
             out["tables"][spec.label] = {"single": self.white_box(spec, self.groups()[1:]),
                                          "multi": self.white_box(spec, ["multi"])}
@@ -387,6 +387,11 @@ class TranslucentStudy:
                 v = strategies.validated_by_bucket(t_fooled, t_l2, edges, self.roles.threshold)
                 out["figure4"][spec.label][target.label] = {"passing": v["passing"], "transfer": v["transfer"]}
                 out["outcomes"][spec.label][target.label] = strategies.outcome_shares(t_labels, t_targets)
+                held_out = out["held_out"].setdefault(target.label, {})
+                for k, row in zip(self.target_models(spec, "multi", target), t_fooled):
+                    count = held_out.setdefault(str(k), {"fooled": 0, "judged": 0})
+                    count["fooled"] += int(row.sum())
+                    count["judged"] += int(row.size)
         out["figure3"]["mean"] = {
             s: [strategies.mean_of_defined([out["figure3"][spec.label][s][b] for spec in self.specs])
                 for b in range(len(edges) - 1)] for s in strategies.STRATEGIES}

@@ -118,6 +118,17 @@ def test_the_rejection_section_lists_only_schemes_that_rejected():
     assert report.outcomes_section({"schemes": ["Standard"]}, names) == []  # results written before the counts
 
 
+def test_the_held_out_section_shows_each_model_s_share_so_a_failed_member_stands_out():
+    results = {"schemes": ["Standard", "RS-1-Adv"],
+               "held_out": {"Standard": {"8": {"fooled": 40, "judged": 50}, "10": {"fooled": 41, "judged": 50}},
+                            "RS-1-Adv": {"8": {"fooled": 39, "judged": 50}, "10": {"fooled": 9, "judged": 50}}}}
+    text = "\n".join(report.held_out_section(results, report.titles(strategies.Roles())))
+    assert "| target scheme | model 8 | model 10 |" in text  # models in numeric order
+    assert "| Standard | 80.0% (n=50) | 82.0% (n=50) |" in text
+    assert "| RS-1-Adv | 78.0% (n=50) | 18.0% (n=50) |" in text
+    assert report.held_out_section({"schemes": ["Standard"]}, {}) == []  # results written before the counts
+
+
 def test_buckets_and_transfer_rates_by_bucket():
     edges = strategies.default_edges("mnist")
     assert edges == (0.0, 0.75, 1.5, 2.25, 3.0)
@@ -223,6 +234,9 @@ def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkey
             judged += 2 * len(judge["examples"])
     outcome = results["outcomes"][label][label]
     assert outcome["judgements"] == judged > 0 and outcome["rejected"] == 0.0
+    held_out = results["held_out"][label]  # the same judgements, model by model
+    assert set(held_out) == {"2", "3"} and sum(c["judged"] for c in held_out.values()) == judged
+    assert sum(c["fooled"] for c in held_out.values()) == hits
     assert outcome["target"] == pytest.approx(hits / judged) and outcome["other"] == pytest.approx(1 - hits / judged)
 
     # a rerun computes nothing; a killed cell (its JSON missing) is the only one redone
@@ -250,6 +264,7 @@ def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkey
     text = open(path).read()
     assert "Table 4" in text and "Figure 4" in text and "set with --l2_edges; Table 3's cut-off is 3" in text
     assert "## Rejections" not in text  # no scheme of this study rejects
+    assert "## Held-out models one by one" in text and f"| {label} | " in text.split("## Held-out models")[1]
     assert os.path.exists(tmp_path / "docs" / "reproduce_rs" / "mnist_figure4.png")
     assert (tmp_path / "docs" / "reproduce_rs" / "mnist_figure4.csv").read_text().count("\n") == 1 + 2
 
@@ -353,7 +368,8 @@ def test_fleet_lines_give_magnet_s_errors_rejections_and_a_magnet_that_is_not_on
                3: {"test_error_single": 0.04, "adversarial_examples": {"generated": 500, "kept": 177, "l2_cutoff": 3.0,
                                                                         "l2_mean_kept": 1.97}},
                4: {"test_error_single": 0.03, "adversarial_examples": {"generated": 500, "kept": 231, "l2_cutoff": 3.0,
-                                                                        "l2_mean_kept": 2.07}}}
+                                                                        "l2_mean_kept": 2.07}},
+               5: {"test_error_single": 0.8383}, 6: {"test_error_single": 0.0351}, 7: {"test_error_single": 0.1209}}
     for k in records:
         (tmp_path / f"m{k}.h5").write_text("")
 
@@ -380,7 +396,12 @@ def test_fleet_lines_give_magnet_s_errors_rejections_and_a_magnet_that_is_not_on
     assert adversarial_line.endswith("test error 3.00-4.00% (from the training records: single prediction, or one "
                                      "stochastic pass); C&W examples added to each model's training set: 177-231 (of "
                                      "500 crafted, kept under L2 3), mean L2 of the added 1.97-2.07")
-    assert "C&W" not in magnet_line + standard_line
+    assert "C&W" not in magnet_line + standard_line and "failed" not in adversarial_line
+    # a member far worse than its fleet is named; 12% against a 3.5% median is not (5x and 20%)
+    failing_line, = report.fleet_lines(types.SimpleNamespace(specs=[Spec("RS-1-Adv", [5, 6, 7])], plan=fake.plan,
+                                                             fleets={"RS-1-Adv": Fleet([5, 6, 7], 3)}))
+    assert failing_line.endswith("; **model 5 failed to train (83.83% test error, the fleet's median 12.09%)**")
+    assert failing_line.count("failed") == 1
     assert magnet_line.startswith("MagNet (`magnet`): 2 of 2 models trained, 10 epochs on 5000 images each; test error "
                                   "7.00-90.28%")
     assert "0.12-0.50% of the clean test images rejected (counted as errors)" in magnet_line
