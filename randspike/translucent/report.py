@@ -217,15 +217,17 @@ def fleet_lines(study):
         for k in [m["model"] for m in members]:
             path = fleet.file(k)
             record = (spec.defense.record(path) if path and os.path.exists(path) else None) or {}
+            counted = len(errors)
             if record.get("test_error_single") is not None:
                 errors.append(100 * record["test_error_single"])
-                failed.append((k, errors[-1]))
             elif isinstance(record.get("clean_accuracy"), dict):
                 errors.append(100 * (1 - record["clean_accuracy"]["mean"]))
             elif record.get("test_accuracy_single") is not None:  # MagNet: a rejection counts as an error
                 errors.append(100 * (1 - record["test_accuracy_single"]))
                 rejections.append(100 * record.get("test_rejection_rate", 0.0))
                 unlearned += bool(record.get("unlearned_autoencoders"))
+            if len(errors) > counted:
+                failed.append((k, errors[-1]))
             if isinstance(record.get("adversarial_examples"), dict):  # the adversarially trained schemes
                 added.append(record["adversarial_examples"])
         epochs = manifest.get("epochs")
