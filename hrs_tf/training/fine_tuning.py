@@ -11,7 +11,6 @@ restarted) depend only on (seed, epoch).
 import os
 import time
 
-
 from hrs_tf import checks
 from hrs_tf.evaluation import metrics
 from hrs_tf.training import checkpoint as checkpoints

@@ -23,8 +23,7 @@ import numpy as np
 from hrs_tf import checks
 from hrs_tf.errors import ConfigError
 from hrs_tf.training import checkpoint as checkpoints
-from hrs_tf.training.recipe import epoch_seed
-from hrs_tf.training.recipe import StepProgress
+from hrs_tf.training.recipe import StepProgress, epoch_seed
 
 STRUCTURE_I = (3, "average", 3)  # MNIST reformer and detector I
 STRUCTURE_II = (3,)  # MNIST detector II; the Fashion-MNIST / CIFAR-10 autoencoders

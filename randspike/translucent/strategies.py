@@ -165,6 +165,16 @@ def outcome_shares(labels, targets, rejected=REJECTED):
             "other": float((~hit & ~refused).mean())}
 
 
+def count_by_model(counts, models, fooled):
+    """Adds to ``counts`` ({model: {"fooled": n, "judged": n}}, keys ``str(model)``) each model's row of ``fooled``
+    (models, examples): how many examples reached their target on it, of how many judged. Returns ``counts``."""
+    for k, row in zip(models, np.asarray(fooled, bool)):
+        count = counts.setdefault(str(k), {"fooled": 0, "judged": 0})
+        count["fooled"] += int(row.sum())
+        count["judged"] += int(row.size)
+    return counts
+
+
 def counts_by_bucket(l2, edges):
     """Examples per bucket."""
     buckets = bucket_of(l2, edges)

@@ -23,7 +23,7 @@ process and whichever cells were computed before it.
 
 :meth:`TranslucentStudy.results` turns them into Tables 4-5 (white-box L2 at K = 0), Figure 3 (transfer rate per
 L2 bucket of the three strategies) and Figure 4 (passing rate of the validation per (source, target) scheme and
-bucket) with :mod:`.strategies`.
+bucket) with :mod:`.strategies`, and each held-out model's share of examples that reach their target (``held_out``).
 """
 
 import dataclasses
@@ -379,19 +379,15 @@ class TranslucentStudy:
                 strategies.MULTI: strategies.counts_by_bucket(multi_l2, edges),
                 "passed": [sum(r["passed"][b] for r in validated["rotations"]) for b in range(len(edges) - 1)]}
             out["figure3"][spec.label] = figure
-            out["figure4"][spec.label] = {}
-            out["outcomes"][spec.label] = {}
+            out["figure4"][spec.label], out["outcomes"][spec.label] = {}, {}
             for target in self.specs:
                 t_l2, t_targets, t_labels = self._judgements(spec, "multi", target)
                 t_fooled = _fooled(t_labels, t_targets)
                 v = strategies.validated_by_bucket(t_fooled, t_l2, edges, self.roles.threshold)
                 out["figure4"][spec.label][target.label] = {"passing": v["passing"], "transfer": v["transfer"]}
                 out["outcomes"][spec.label][target.label] = strategies.outcome_shares(t_labels, t_targets)
-                held_out = out["held_out"].setdefault(target.label, {})
-                for k, row in zip(self.target_models(spec, "multi", target), t_fooled):
-                    count = held_out.setdefault(str(k), {"fooled": 0, "judged": 0})
-                    count["fooled"] += int(row.sum())
-                    count["judged"] += int(row.size)
+                strategies.count_by_model(out["held_out"].setdefault(target.label, {}),
+                                          self.target_models(spec, "multi", target), t_fooled)
         out["figure3"]["mean"] = {
             s: [strategies.mean_of_defined([out["figure3"][spec.label][s][b] for spec in self.specs])
                 for b in range(len(edges) - 1)] for s in strategies.STRATEGIES}

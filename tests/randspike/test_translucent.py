@@ -127,6 +127,9 @@ def test_the_held_out_section_shows_each_model_s_share_so_a_failed_member_stands
     assert "| Standard | 80.0% (n=50) | 82.0% (n=50) |" in text
     assert "| RS-1-Adv | 78.0% (n=50) | 18.0% (n=50) |" in text
     assert report.held_out_section({"schemes": ["Standard"]}, {}) == []  # results written before the counts
+    counts = strategies.count_by_model({}, [8, 10], [[1, 1, 0], [0, 0, 0]])  # summed over the sources' cells
+    assert strategies.count_by_model(counts, [8, 10], [[1, 0], [0, 1]]) == {"8": {"fooled": 3, "judged": 5},
+                                                                            "10": {"fooled": 1, "judged": 5}}
 
 
 def test_buckets_and_transfer_rates_by_bucket():

@@ -63,11 +63,6 @@ def channel_path(output_dir, block, channel):
     return os.path.join(output_dir, CHANNEL_DIR, f"{block}_{channel}.h5")
 
 
-def channel_checkpoint_path(output_dir, block, channel):
-    """The per-epoch checkpoint of a channel in training (removed once the channel is saved and recorded)."""
-    return os.path.join(output_dir, CHANNEL_DIR, f"{block}_{channel}.checkpoint.h5")
-
-
 def parse_epochs(epochs, num_blocks):
     """Epochs per block from a list (or a single value for every block); ConfigError if invalid."""
     try:
@@ -174,7 +169,7 @@ def _train_channel(dataset, arch, run, output_dir, block, channel, verbose, log)
     keras.utils.set_random_seed(seed)
     model, new_channel = build_channel_model(arch, run, output_dir, block, channel, seed)
     history = fine_tuning.fine_tune(
-        model, dataset, run["epochs"][block], channel_checkpoint_path(output_dir, block, channel),
+        model, dataset, run["epochs"][block], fine_tuning.checkpoint_path(channel_path(output_dir, block, channel)),
         batch_size=run["batch_size"], learning_rate=run["learning_rate"], seed=seed, verbose=verbose, log=log,
         what=f"block {block + 1} channel {channel + 1}", identity={"block": block, "channel": channel})
     serialization.save_legacy_weights(new_channel, channel_path(output_dir, block, channel))
@@ -259,7 +254,7 @@ def train_hrs(dataset, output_dir, channels, epochs, arch=None, batch_size=train
             record = _train_channel(dataset, architecture, run, output_dir, b, c, verbose, log)
             progress["channels"][key] = record
             fileio.write_json(progress_path, progress)
-            os.remove(channel_checkpoint_path(output_dir, b, c))
+            os.remove(fine_tuning.checkpoint_path(channel_path(output_dir, b, c)))
             log(f"{tag} done in {record['seconds']:.0f}s, test accuracy {record['test_accuracy']:.4f}")
 
     model = assemble_hrs_model(output_dir, architecture, channels, rate, granularity)

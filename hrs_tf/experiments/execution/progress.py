@@ -41,7 +41,8 @@ class Progress:
         elapsed = time.time() - self.start
         left = self.total - self.done - self.running
         line = (f"cells: {self.done}/{self.total} done, {self.running} running, {left} left; {minutes(elapsed)} so far"
-                + self.time_left(elapsed) + f" | {cell.key} took {minutes(seconds)}" + (f" on {where}" if where else ""))
+                + self.time_left(elapsed) + f" | {cell.key} took {minutes(seconds)}"
+                + (f" on {where}" if where else ""))
         self.log(line)
 
     def time_left(self, elapsed):
