@@ -213,45 +213,42 @@ def fleet_lines(study):
         manifest = fleet.manifest()
         members = manifest.get("members", [])
         images = sorted({m.get("train_images") for m in members})
-        errors, rejections, unlearned, added, failed = [], [], 0, [], []
+        errors, rejections, unlearned, added = {}, [], 0, []  # errors: {model: test error %}
         for k in [m["model"] for m in members]:
             path = fleet.file(k)
             record = (spec.defense.record(path) if path and os.path.exists(path) else None) or {}
-            counted = len(errors)
             if record.get("test_error_single") is not None:
-                errors.append(100 * record["test_error_single"])
+                errors[k] = 100 * record["test_error_single"]
             elif isinstance(record.get("clean_accuracy"), dict):
-                errors.append(100 * (1 - record["clean_accuracy"]["mean"]))
+                errors[k] = 100 * (1 - record["clean_accuracy"]["mean"])
             elif record.get("test_accuracy_single") is not None:  # MagNet: a rejection counts as an error
-                errors.append(100 * (1 - record["test_accuracy_single"]))
+                errors[k] = 100 * (1 - record["test_accuracy_single"])
                 rejections.append(100 * record.get("test_rejection_rate", 0.0))
                 unlearned += bool(record.get("unlearned_autoencoders"))
-            if len(errors) > counted:
-                failed.append((k, errors[-1]))
             if isinstance(record.get("adversarial_examples"), dict):  # the adversarially trained schemes
                 added.append(record["adversarial_examples"])
         epochs = manifest.get("epochs")
         lines.append(f"{spec.label} (`{spec.text}`): {len(members)} of {study.plan.models} models trained"
                      + (f", {epochs} epochs" if epochs else " (made from its source models without training)")
                      + (f" on {', '.join(str(i) for i in images)} images each" if images else "")
-                     + (f"; test error {min(errors):.2f}-{max(errors):.2f}% (from the training records: single "
-                        "prediction, or one stochastic pass)" if errors else "")
+                     + (f"; test error {min(errors.values()):.2f}-{max(errors.values()):.2f}% (from the training "
+                        "records: single prediction, or one stochastic pass)" if errors else "")
                      + (f", {min(rejections):.2f}-{max(rejections):.2f}% of the clean test images rejected (counted "
                         "as errors)" if rejections else "")
                      + (f"; **{unlearned} of {len(members)} models have autoencoders no better than the mean training "
                         "image: not a working MagNet, its rows say nothing about MagNet**" if unlearned else "")
                      + (_added_examples(added) if added else "")
-                     + _failed_members(failed))
+                     + _failed_members(errors))
     return lines
 
 
 def _failed_members(errors):
-    """Members whose test error is above 20% and 5x the fleet's median: failed training runs, named (they weigh on
-    every rotation they validate in; see the held-out models section)."""
+    """``errors`` ({model: test error %}): members above 20% and 5x the fleet's median are failed training runs,
+    named (they weigh on every rotation they validate in; see the held-out models section)."""
     if len(errors) < 3:
         return ""
-    median = float(np.median([e for _, e in errors]))
-    failed = [(k, e) for k, e in errors if e > max(20.0, 5 * median)]
+    median = float(np.median(list(errors.values())))
+    failed = [(k, e) for k, e in errors.items() if e > max(20.0, 5 * median)]
     return "".join(f"; **model {k} failed to train ({e:.2f}% test error, the fleet's median {median:.2f}%)**"
                    for k, e in failed)
 
@@ -283,8 +280,8 @@ def write_report(study, results, docs_dir, command, scale_lines=()):
     parts += [f"- {line}" for line in scale_lines]
     parts += [f"- Fleets: {plan.models} models per scheme (paper 16), each trained with its own seed on a random "
               f"{plan.train_fraction:g} of the training images (paper: a random half); Multi-t attacks the first "
-              f"{roles.sources} (paper 8), Single each of the first {roles.single_sources} alone (paper 4); validation: "
-              f"at least {roles.threshold} of {roles.validators} (paper 5 of 7).",
+              f"{roles.sources} (paper 8), Single each of the first {roles.single_sources} alone (paper 4); "
+              f"validation: at least {roles.threshold} of {roles.validators} (paper 5 of 7).",
               f"- Attack: targeted C&W-L2 on the first {plan.images} test images (random target other than the true "
               f"label, the same for every scheme), confidences K = {', '.join(f'{k:g}' for k in plan.confidences)}, "
               f"{plan.cw_iterations} iterations (paper 1000), {plan.cw_search_steps} binary-search steps (paper 9), "
