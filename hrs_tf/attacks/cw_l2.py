@@ -24,6 +24,8 @@ it fools every one of them with the margin (the multi-surrogate C&W of the Rando
 the box ``[clip_min, clip_max]`` is the range of the tanh change of variable.
 """
 
+import logging
+
 import numpy as np
 import tensorflow as tf
 
@@ -32,6 +34,17 @@ from hrs_tf.attacks import common, gradients
 from hrs_tf.attacks.registry import Parameter, declare
 
 _TANH_SHRINK = 0.999999  # keeps atanh finite at the box edges (as Carlini)
+EDGE_START = float(np.arctanh(_TANH_SHRINK))  # |w| of a pixel at a box edge: 7.25
+
+
+def warn_if_edges_frozen(learning_rate, max_iterations):
+    """Log a warning when ``learning_rate * max_iterations`` < |w| of a box-edge pixel (7.25): Adam moves w by about
+    the learning rate per iteration, so such a run may leave the pixels at 0 or 1 where they are (docs/attacks.md)."""
+    if learning_rate * max_iterations < EDGE_START:
+        logging.getLogger(__name__).warning(
+            "cw_l2: learning_rate x max_iterations = %.3g < %.2f (|w| of a pixel at 0 or 1 at the start): the pixels "
+            "at the box edges may not move and C&W may understate what it reaches (docs/attacks.md)",
+            learning_rate * max_iterations, EDGE_START)
 
 
 def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, binary_search_steps=9,
@@ -42,6 +55,7 @@ def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, 
         confidence, learning_rate, binary_search_steps, max_iterations, initial_const)
     eot_samples = checks.count(eot_samples, "eot_samples", minimum=1)
     x, y, _ = common.prepare(model, x, y, targeted, "cw_l2", clip_min, clip_max)
+    warn_if_edges_frozen(learning_rate, max_iterations)
     objective = gradients.objective_or_loss(gradients.carlini_wagner(targeted, kappa), loss_fn, targeted)
     half_range, middle = (clip_max - clip_min) / 2.0, (clip_max + clip_min) / 2.0
     period = max(1, max_iterations // 10)
@@ -84,8 +98,8 @@ def cw_l2(model, x, y=None, targeted=False, confidence=0.0, learning_rate=1e-2, 
         return optimise
 
     key = gradients.objective_key(objective)
-    key = key and ("cw_l2", key, bool(targeted), kappa, learning_rate, max_iterations, abort_early, eot_samples, clip_min,
-                   clip_max)
+    key = key and ("cw_l2", key, bool(targeted), kappa, learning_rate, max_iterations, abort_early, eot_samples,
+                   clip_min, clip_max)
     optimise = gradients.compiled(model, key, build)
 
     best_l2 = tf.constant(np.full(len(x), np.inf, np.float32))

@@ -111,6 +111,26 @@ def test_cw_l2_untargeted(model, images):
     assert np.all(predictions(model, adv) != y) and l2(adv, x).mean() < 3.0  # measured 1.5
 
 
+def test_cw_l2_leaves_box_edge_pixels_when_lr_times_iterations_is_small_and_warns(model, images, caplog):
+    # A pixel at 0 starts at w = -7.25 and Adam moves w by about lr per iteration (docs/attacks.md).
+    x, y = images[0][:8], images[1][:8]
+    t = wrong_targets(y, 1)
+    zero = x == 0
+    settings = dict(targeted=True, binary_search_steps=1, max_iterations=200, initial_const=100.0)
+    with caplog.at_level("WARNING", logger="hrs_tf.attacks.cw_l2"):
+        frozen = attacks.cw_l2(model, x, t, learning_rate=0.01, **settings)  # lr x iterations = 2
+    assert "may not move" in caplog.text
+    reached = predictions(model, frozen) == t
+    assert reached.sum() >= 3  # measured 5 of 8, by reshaping the strokes ...
+    assert np.abs(frozen - x)[zero].max() < 0.002  # ... while no pixel at 0 left it (measured 0.0009)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hrs_tf.attacks.cw_l2"):
+        free = attacks.cw_l2(model, x, t, learning_rate=0.05, **settings)  # 10
+    assert "may not move" not in caplog.text
+    assert np.abs(free - x)[zero].max() > 0.1  # measured 0.58, 8 of 8 reached
+    assert (predictions(model, free) == t).sum() >= reached.sum()
+
+
 def test_success_test_with_confidence():
     logits = tf.constant([[0.0, 3.0, 1.0], [2.0, 2.5, 0.0], [5.0, 0.0, 1.0]])
     t = tf.constant([1, 1, 1])
