@@ -31,7 +31,13 @@ def test_reproduction_cells_equal_direct_evaluation_and_fill_the_report(real_mni
     assert cell["results"]["asr"] < original["results"]["asr"]  # GI2's saturated softmax stops FGSM (Table II)
     rep.accuracy("GI2")
     rep.histograms("GI2")
+    # a hand-made C&W cell: the distortion table reads its ASR and the mean L2 of its successful examples
+    rep.cells.cell("attacks", "C&W|GI2", lambda: {"results": {"asr": 0.5, "distortion_of_successful": {
+        "l2": {"mean": 1.234, "median": 1.0, "std": 0.1}}}})
     text = rep.report(str(tmp_path / "docs"), "python tools/reproduce_hash.py --test")
+    distortions = text.split("### Beyond the paper: the distortion C&W and EAD needed")[1]
+    assert "| GI2 | 50.0 | 1.23 | - | - | - |" in distortions.splitlines()
+    assert "| Original | - | - | - | - | - |" in distortions.splitlines()
     row = next(line for line in text.splitlines() if line.startswith("| GI2 |") and "(0.45)" in line)
     assert f"{100 * cell['results']['asr']:.1f} (0.45)" in row  # ours beside the paper's 0.45% (FGSM, GI2)
     fgsm = f"{100 * cell['results']['asr']:.1f}"  # the adaptive table: FGSM only, so the worst case is a lower bound
