@@ -53,19 +53,17 @@ def asr(rep, name, column, **overrides):
     return cell["results"]["asr"]
 
 
-def rho(rep, name):
-    cell = rep.cells.stored("attacks", _cell_key(rep, "DeepFool", name))
-    if cell is None:
-        return None
-    return ((cell["results"].get("distortion_of_successful") or {}).get("l2_relative") or {}).get("mean")
-
-
 def distortion(rep, name, column, norm):
-    """The mean ``norm`` distortion ("l1", "l2", ...) of a cell's successful examples, or None."""
+    """The mean ``norm`` distortion ("l1", "l2", "l2_relative", ...) of a cell's successful examples, or None."""
     cell = rep.cells.stored("attacks", _cell_key(rep, column, name))
     if cell is None:
         return None
     return ((cell["results"].get("distortion_of_successful") or {}).get(norm) or {}).get("mean")
+
+
+def rho(rep, name):
+    """DeepFool's robustness rho: the mean relative L2 of its successful examples (Table II)."""
+    return distortion(rep, name, "DeepFool", "l2_relative")
 
 
 def _pct(value):
