@@ -34,24 +34,24 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    from hrs_tf import checks
+    from hrs_tf import checks, training
     from randspike.translucent import budget
 
-    known = {"pages": budget.PAGES, "paper": budget.PAPER}
     for name in FLAGS.budgets:
-        checks.choice(name, "budget", tuple(known))
+        checks.choice(name, "budget", tuple(budget.BUDGETS))
     checks.count(FLAGS.images, "images", minimum=1)
     dataset = data.load_dataset(FLAGS.dataset, FLAGS.data_dir)
     if FLAGS.images > len(dataset.x_test):
         raise ConfigError(f"images={FLAGS.images} exceeds the {len(dataset.x_test)} test images")
     model = cli.load_model(FLAGS.model, dataset=dataset)
     x, y = dataset.x_test[:FLAGS.images], dataset.y_test[:FLAGS.images]
-    rows = budget.compare(model, x, y, dataset.num_classes, {name: known[name] for name in FLAGS.budgets},
+    rows = budget.compare(model, x, y, dataset.num_classes, {name: budget.BUDGETS[name] for name in FLAGS.budgets},
                           confidence=FLAGS.confidence, seed=FLAGS.seed, eot=FLAGS.eot,
                           progress=lambda name, row: print(f"{name}: {row}", flush=True))
     fileio.write_json(FLAGS.output, {"model": FLAGS.model, "dataset": dataset.name, "images": FLAGS.images,
                                      "confidence": FLAGS.confidence, "seed": FLAGS.seed, "budgets": rows,
-                                     "command": cli.report_command("cw_budget.py")})
+                                     "command": cli.report_command("cw_budget.py"),
+                                     "versions": training.versions()})
     print(f"wrote {FLAGS.output}")
 
 

@@ -14,6 +14,7 @@ from randspike.translucent import examples
 
 PAPER = {"max_iterations": 1000, "binary_search_steps": 9, "learning_rate": 1e-2, "initial_const": 1e-3}
 PAGES = {"max_iterations": 100, "binary_search_steps": 4, "learning_rate": 0.1, "initial_const": 0.1}
+BUDGETS = {"pages": PAGES, "paper": PAPER}  # by the names tools/cw_budget.py takes
 
 
 def summarise(model, made, targets, rule=decision.MC_AVERAGE):

@@ -68,3 +68,21 @@ def test_the_tool_names_an_unknown_budget_and_writes_nothing(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: budget='huge' is not one of pages, paper"
     assert not os.path.exists(out)
+
+
+def test_the_tool_writes_the_budgets_rows_with_settings_and_versions(tmp_path, real_mnist, shared_data_dir):
+    import json
+
+    from tests.randspike.helpers import linear_mnist_model
+    from tests.tool_runner import run_script
+
+    path = tmp_path / "linear.h5"
+    linear_mnist_model(real_mnist, epochs=1, images=1000).save(path)
+    out = tmp_path / "budget.json"
+    result = run_script("cw_budget.py", f"--model={path}", "--dataset=mnist", f"--data_dir={shared_data_dir}",
+                        "--images=4", "--budgets=pages", f"--output={out}")
+    assert result.returncode == 0, result.stderr
+    written = json.loads(out.read_text())
+    row = written["budgets"]["pages"]
+    assert list(written["budgets"]) == ["pages"] and row["settings"] == budget.PAGES and row["examples"] == 4
+    assert 0 <= row["reach_target_after_rounding"] <= row["found"] <= 4 and "tensorflow" in written["versions"]
