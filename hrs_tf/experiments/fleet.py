@@ -342,9 +342,10 @@ class Fleet:
 
     # -- what was made ---------------------------------------------------------------------------------------
     def manifest(self):
-        """The fleet's settings and one entry per finished member (what ``fleet.json`` holds)."""
+        """The fleet's settings and one entry per finished member (what ``fleet.json`` holds). Members the folder
+        holds beyond ``models`` (a fleet reopened with fewer) are not this fleet's: left out, their records kept."""
         self._read_records()
-        made = [self._entries[k] for k in sorted(self._entries) if self._is_finished(k)]
+        made = [self._entries[k] for k in self.finished()]
         return dict(self._header(), members=made)
 
     def write_manifest(self):

@@ -157,6 +157,14 @@ def test_a_fleet_trains_each_member_on_its_half_records_it_and_resumes(defenses,
         assert "\n" not in str(error.value)
     with pytest.raises(ConfigError, match=r"model 5 is outside this fleet's models 0\.\.4"):
         extended.train([5])
+    # fewer models: the first ones, nothing trained, the others' records and files kept for a later extension
+    CALLS.clear()
+    fewer = make(models=2)
+    assert fewer.train() == [0, 1] and CALLS == []
+    assert [m["model"] for m in fewer.manifest()["members"]] == [0, 1] and fewer.throughput() == pytest.approx(
+        2 * 150 / sum(e["seconds"] for e in fewer.manifest()["members"]))
+    assert [m["model"] for m in json.loads((tmp_path / "fleet" / "fleet.json").read_text())["members"]] == [0, 1]
+    assert make(models=5).finished() == [0, 1, 2, 3, 4] and CALLS == []
 
 
 def test_a_wrapped_spec_has_its_source_trained_in_each_member_store(defenses, small_mnist, tmp_path):
