@@ -168,22 +168,28 @@ def figure4_markdown(results):
 
 def outcomes_section(results, names):
     """The section on rejecting target schemes (MagNet): for every target scheme that refused at least one judged
-    example, how its held-out models judged each source scheme's Multi-t examples (every L2). [] when no scheme
-    rejected anything (the section says nothing then) or the results predate the outcome counts."""
-    outcomes = results.get("outcomes", {})
-    rejecting = [t for t in results["schemes"]
-                 if any((outcomes.get(s, {}).get(t) or {}).get("rejected") for s in results["schemes"])]
+    example, how its held-out models judged each source scheme's Multi-t examples (every L2), and how its models
+    other than the Single sources judged its own Single examples. [] when no scheme rejected anything (the section
+    says nothing then) or the results predate the outcome counts."""
+    outcomes, single = results.get("outcomes", {}), results.get("single_outcomes", {})
+    schemes = results["schemes"]
+    rejecting = [t for t in schemes if any((outcomes.get(s, {}).get(t) or {}).get("rejected") for s in schemes)
+                 or (single.get(t) or {}).get("rejected")]
     if not rejecting:
         return []
-    rows = [[source, target, cell["judgements"], _pct(cell["target"]), _pct(cell["rejected"]), _pct(cell["other"])]
-            for target in rejecting for source in results["schemes"]
-            for cell in [outcomes[source][target]]]
+    rows = [[source, names[strategy], target, cell["judgements"], _pct(cell["target"]), _pct(cell["rejected"]),
+             _pct(cell["other"])]
+            for target in rejecting
+            for source, strategy, cell in [(s, "multi", outcomes.get(s, {}).get(target)) for s in schemes]
+            + [(target, "single", single.get(target))] if cell]
     return ["## Rejections: how the rejecting schemes judged the examples", "",
             f"Every {names['multi']} example of the source scheme (all L2, all confidences) on each held-out model of "
-            "the target scheme: the share of these (model, example) judgements that gave the attack's target, "
+            f"the target scheme, and every {names['single']} example of a rejecting scheme on its models other than "
+            "the Single sources: the share of these (model, example) judgements that gave the attack's target, "
             "rejected the example (not a success), or gave another class. Only target schemes that rejected at least "
             "one example are listed.", "",
-            markdown_table(["source", "target", "judgements", "target class", "rejected", "other class"], rows), ""]
+            markdown_table(["source", "examples", "target", "judgements", "target class", "rejected", "other class"],
+                           rows), ""]
 
 
 def held_out_section(results, names):

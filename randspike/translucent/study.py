@@ -269,11 +269,6 @@ class TranslucentStudy:
                                         for k in self.target_models(source_spec, group, target_spec)]))
         return np.concatenate(l2), np.concatenate(targets), np.concatenate(labels, axis=1)
 
-    def _pooled(self, source_spec, group, target_spec):
-        """Over the confidence grid and the chunks: (L2 of the found examples, fooled (target models, examples))."""
-        l2, targets, labels = self._judgements(source_spec, group, target_spec)
-        return l2, _fooled(labels, targets)
-
     def white_box(self, spec, groups):
         """Tables 4-5: the L2 of C&W at K = 0 against the source(s) of ``groups`` (Single: its sources' examples
         pooled): {mean, std, found, attacked}; None when K = 0 is not in the grid."""
@@ -360,17 +355,20 @@ class TranslucentStudy:
     def results(self):
         edges = self.plan.edges
         out = {"edges": list(edges), "schemes": [s.label for s in self.specs], "tables": {}, "figure3": {},
-               "figure4": {}, "counts": {}, "outcomes": {}, "held_out": {}}
+               "figure4": {}, "counts": {}, "outcomes": {}, "single_outcomes": {}, "held_out": {}}
         for spec in self.specs:
             out["tables"][spec.label] = {"single": self.white_box(spec, self.groups()[1:]),
                                          "multi": self.white_box(spec, ["multi"])}
             figure = {}
             # every Single source's examples meet the same targets: pool them
-            pooled = [self._pooled(spec, g, spec) for g in self.groups()[1:]]
-            single_l2 = np.concatenate([p[0] for p in pooled])
-            figure[strategies.SINGLE] = strategies.transfer_by_bucket(np.concatenate([p[1] for p in pooled], axis=1),
+            single_l2, single_targets, single_labels = (
+                np.concatenate(part, axis=-1) for part in zip(*[self._judgements(spec, g, spec)
+                                                                for g in self.groups()[1:]]))
+            figure[strategies.SINGLE] = strategies.transfer_by_bucket(_fooled(single_labels, single_targets),
                                                                       single_l2, edges)
-            multi_l2, multi_fooled = self._pooled(spec, "multi", spec)
+            out["single_outcomes"][spec.label] = strategies.outcome_shares(single_labels, single_targets)
+            multi_l2, multi_targets, multi_labels = self._judgements(spec, "multi", spec)
+            multi_fooled = _fooled(multi_labels, multi_targets)
             figure[strategies.MULTI] = strategies.transfer_by_bucket(multi_fooled, multi_l2, edges)
             validated = strategies.validated_by_bucket(multi_fooled, multi_l2, edges, self.roles.threshold)
             figure[strategies.VALIDATED] = validated["transfer"]

@@ -110,10 +110,16 @@ def test_the_rejection_section_lists_only_schemes_that_rejected():
                             "MagNet": {"Standard": share(0.3, 0.0), "MagNet": share(0.8, 0.1)}}}
     names = report.titles(strategies.Roles())
     text = "\n".join(report.outcomes_section(results, names))
-    assert "| Standard | MagNet | 10 | 20.0% | 50.0% | 30.0% |" in text
-    assert "| MagNet | MagNet | 10 | 80.0% | 10.0% | 10.0% |" in text
-    assert "| Standard | Standard |" not in text and "| MagNet | Standard |" not in text  # Standard never rejects
+    assert "| Standard | Multi-8 | MagNet | 10 | 20.0% | 50.0% | 30.0% |" in text
+    assert "| MagNet | Multi-8 | MagNet | 10 | 80.0% | 10.0% | 10.0% |" in text
+    assert "| Standard | Multi-8 | Standard |" not in text and "| Standard | Single | Standard |" not in text
+    assert "| MagNet | Multi-8 | Standard |" not in text and "| Single |" not in text  # Standard never rejects
+    results["single_outcomes"] = {"Standard": share(0.9, 0.0), "MagNet": share(0.4, 0.25)}  # Single: own models
+    text = "\n".join(report.outcomes_section(results, names))
+    assert "| MagNet | Single | MagNet | 10 | 40.0% | 25.0% | 35.0% |" in text and text.count("| Single |") == 1
     results["outcomes"]["Standard"]["MagNet"]["rejected"] = results["outcomes"]["MagNet"]["MagNet"]["rejected"] = 0.0
+    assert "| MagNet | Single | MagNet |" in "\n".join(report.outcomes_section(results, names))  # Single rejected
+    results["single_outcomes"]["MagNet"]["rejected"] = 0.0
     assert report.outcomes_section(results, names) == []
     assert report.outcomes_section({"schemes": ["Standard"]}, names) == []  # results written before the counts
 
@@ -241,6 +247,20 @@ def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkey
     assert set(held_out) == {"2", "3"} and sum(c["judged"] for c in held_out.values()) == judged
     assert sum(c["fooled"] for c in held_out.values()) == hits
     assert outcome["target"] == pytest.approx(hits / judged) and outcome["other"] == pytest.approx(1 - hits / judged)
+    # Single outcomes: every Single source's found examples on the models other than the Single sources
+    hits, judged = 0, 0
+    for group in evaluation.groups()[1:]:
+        for k in (0, 2):
+            for chunk in ((0, 4), (4, 6)):
+                name = f"{label} {group} K={k} images={chunk[0]}-{chunk[1]} on {label}"
+                judge = evaluation.cells.stored("judge", name)
+                _, made = evaluation.generated(evaluation.specs[0], group, float(k), chunk)
+                targets = made["targets"][judge["examples"]]
+                hits += sum(int(np.sum(np.asarray(labels) == targets)) for labels in judge["labels"].values())
+                judged += sum(len(labels) for labels in judge["labels"].values())
+    single = results["single_outcomes"][label]
+    assert single["judgements"] == judged > 0 and single["target"] == pytest.approx(hits / judged)
+    assert single["rejected"] == 0.0
 
     # a rerun computes nothing; a killed cell (its JSON missing) is the only one redone
     def refuse(*args, **kwargs):
