@@ -177,19 +177,27 @@ def outcomes_section(results, names):
                  or (single.get(t) or {}).get("rejected")]
     if not rejecting:
         return []
-    rows = [[source, names[strategy], target, cell["judgements"], _pct(cell["target"]), _pct(cell["rejected"]),
-             _pct(cell["other"])]
-            for target in rejecting
-            for source, strategy, cell in [(s, "multi", outcomes.get(s, {}).get(target)) for s in schemes]
-            + [(target, "single", single.get(target))] if cell]
-    return ["## Rejections: how the rejecting schemes judged the examples", "",
-            f"Every {names['multi']} example of the source scheme (all L2, all confidences) on each held-out model of "
-            f"the target scheme, and every {names['single']} example of a rejecting scheme on its models other than "
-            "the Single sources: the share of these (model, example) judgements that gave the attack's target, "
-            "rejected the example (not a success), or gave another class. Only target schemes that rejected at least "
-            "one example are listed.", "",
-            markdown_table(["source", "examples", "target", "judgements", "target class", "rejected", "other class"],
-                           rows), ""]
+    judged = [(source, names[strategy], target, cell) for target in rejecting
+              for source, strategy, cell in [(s, "multi", outcomes.get(s, {}).get(target)) for s in schemes]
+              + [(target, "single", single.get(target))] if cell]
+    rows = [[source, strategy, target, cell["judgements"], _pct(cell["target"]), _pct(cell["rejected"]),
+             _pct(cell["other"])] for source, strategy, target, cell in judged]
+    lines = ["## Rejections: how the rejecting schemes judged the examples", "",
+             f"Every {names['multi']} example of the source scheme (all L2, all confidences) on each held-out model of "
+             f"the target scheme, and every {names['single']} example of a rejecting scheme on its models other than "
+             "the Single sources: the share of these (model, example) judgements that gave the attack's target, "
+             "rejected the example (not a success), or gave another class. Only target schemes that rejected at "
+             "least one example are listed.", "",
+             markdown_table(["source", "examples", "target", "judgements", "target class", "rejected", "other class"],
+                            rows), ""]
+    if all("by_bucket" in cell for *_, cell in judged):
+        rows = [[source, strategy, target] + [f"{_pct(b['rejected'])} (n={b['judgements']})" if b["judgements"]
+                                              else "-" for b in cell["by_bucket"]]
+                for source, strategy, target, cell in judged]
+        lines += ["The rejected share of the same judgements by the example's L2 (n = judgements in the bucket):", "",
+                  markdown_table(["source", "examples", "target"] + [f"L2 {b}" for b in bucket_labels(
+                      results["edges"])], rows), ""]
+    return lines
 
 
 def held_out_section(results, names):

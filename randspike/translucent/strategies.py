@@ -150,19 +150,24 @@ def validated_by_bucket(fooled, l2, edges, threshold):
             "rotations": rotations}
 
 
-def outcome_shares(labels, targets, rejected=REJECTED):
+def outcome_shares(labels, targets, rejected=REJECTED, l2=None, edges=None):
     """How the target models judged examples: ``labels`` (models, examples) their decisions, ``targets`` (examples)
     the attack targets. Returns ``{"judgements": n, "target": share, "rejected": share, "other": share}`` over the n
     (model, example) pairs (shares None when n = 0): the target class predicted, the example refused
-    (``rejected``, MagNet's detectors), or some other class."""
+    (``rejected``, MagNet's detectors), or some other class. With ``l2`` (examples) and ``edges``, also
+    ``"by_bucket"``: the same shares over the examples of each L2 bucket."""
     labels = np.asarray(labels, np.int64)
-    targets = np.broadcast_to(np.asarray(targets, np.int64), labels.shape)
+    targets = np.asarray(targets, np.int64)
     n = int(labels.size)
-    if not n:
-        return {"judgements": 0, "target": None, "rejected": None, "other": None}
-    hit, refused = labels == targets, labels == rejected
-    return {"judgements": n, "target": float(hit.mean()), "rejected": float(refused.mean()),
-            "other": float((~hit & ~refused).mean())}
+    out = {"judgements": n, "target": None, "rejected": None, "other": None}
+    if n:
+        hit, refused = labels == targets, labels == rejected
+        out.update(target=float(hit.mean()), rejected=float(refused.mean()), other=float((~hit & ~refused).mean()))
+    if edges is not None:
+        buckets = bucket_of(l2, edges)
+        out["by_bucket"] = [outcome_shares(labels[:, buckets == b], targets[buckets == b], rejected)
+                            for b in range(len(edges) - 1)]
+    return out
 
 
 def count_by_model(counts, models, fooled):

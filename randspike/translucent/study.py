@@ -366,7 +366,8 @@ class TranslucentStudy:
                                                                 for g in self.groups()[1:]]))
             figure[strategies.SINGLE] = strategies.transfer_by_bucket(_fooled(single_labels, single_targets),
                                                                       single_l2, edges)
-            out["single_outcomes"][spec.label] = strategies.outcome_shares(single_labels, single_targets)
+            out["single_outcomes"][spec.label] = strategies.outcome_shares(single_labels, single_targets,
+                                                                         l2=single_l2, edges=edges)
             multi_l2, multi_targets, multi_labels = self._judgements(spec, "multi", spec)
             multi_fooled = _fooled(multi_labels, multi_targets)
             figure[strategies.MULTI] = strategies.transfer_by_bucket(multi_fooled, multi_l2, edges)
@@ -383,7 +384,8 @@ class TranslucentStudy:
                 t_fooled = _fooled(t_labels, t_targets)
                 v = strategies.validated_by_bucket(t_fooled, t_l2, edges, self.roles.threshold)
                 out["figure4"][spec.label][target.label] = {"passing": v["passing"], "transfer": v["transfer"]}
-                out["outcomes"][spec.label][target.label] = strategies.outcome_shares(t_labels, t_targets)
+                out["outcomes"][spec.label][target.label] = strategies.outcome_shares(t_labels, t_targets,
+                                                                                    l2=t_l2, edges=edges)
                 strategies.count_by_model(out["held_out"].setdefault(target.label, {}),
                                           self.target_models(spec, "multi", target), t_fooled)
         out["figure3"]["mean"] = {

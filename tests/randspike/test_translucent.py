@@ -101,6 +101,11 @@ def test_outcome_shares_split_judgements_into_target_rejected_and_other():
     assert strategies.outcome_shares(labels, targets) == {"judgements": 8, "target": 3 / 8, "rejected": 3 / 8,
                                                           "other": 2 / 8}
     assert strategies.outcome_shares(np.zeros((2, 0)), np.zeros(0))["target"] is None
+    # by L2 bucket: examples 0 and 2 in (0, 1], example 1 in (1, 2], example 3 (L2 5) in none
+    shares = strategies.outcome_shares(labels, targets, l2=np.array([0.5, 1.5, 1.0, 5.0]), edges=(0.0, 1.0, 2.0))
+    assert shares["judgements"] == 8 and shares["rejected"] == 3 / 8  # the whole is unchanged
+    assert shares["by_bucket"] == [{"judgements": 4, "target": 2 / 4, "rejected": 1 / 4, "other": 1 / 4},
+                                   {"judgements": 2, "target": 0.0, "rejected": 1.0, "other": 0.0}]
 
 
 def test_the_rejection_section_lists_only_schemes_that_rejected():
@@ -119,6 +124,15 @@ def test_the_rejection_section_lists_only_schemes_that_rejected():
     assert "| MagNet | Single | MagNet | 10 | 40.0% | 25.0% | 35.0% |" in text and text.count("| Single |") == 1
     results["outcomes"]["Standard"]["MagNet"]["rejected"] = results["outcomes"]["MagNet"]["MagNet"]["rejected"] = 0.0
     assert "| MagNet | Single | MagNet |" in "\n".join(report.outcomes_section(results, names))  # Single rejected
+    assert "by the example's L2" not in text  # results written before the bucket counts: no bucket table
+    results["edges"] = [0.0, 1.0, 2.0]
+    for source, target in (("Standard", "MagNet"), ("MagNet", "MagNet")):
+        results["outcomes"][source][target]["by_bucket"] = [share(0.5, 0.25), dict(share(0, 0), judgements=0)]
+    results["single_outcomes"]["MagNet"]["by_bucket"] = [share(0.4, 0.1), share(0.4, 0.4)]
+    text = "\n".join(report.outcomes_section(results, names))
+    assert "| source | examples | target | L2 (0, 1] | L2 (1, 2] |" in text
+    assert "| Standard | Multi-8 | MagNet | 25.0% (n=10) | - |" in text
+    assert "| MagNet | Single | MagNet | 10.0% (n=10) | 40.0% (n=10) |" in text
     results["single_outcomes"]["MagNet"]["rejected"] = 0.0
     assert report.outcomes_section(results, names) == []
     assert report.outcomes_section({"schemes": ["Standard"]}, names) == []  # results written before the counts
@@ -233,7 +247,7 @@ def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkey
     _, made = evaluation.generated(evaluation.specs[0], "multi", 0.0, (0, 4))
     assert cell["examples"] == np.flatnonzero(made["found"]).tolist() and set(cell["labels"]) == {"2", "3"}
     # outcomes: every found Multi-2 example on both held-out models; the centroid scheme never rejects
-    hits, judged = 0, 0
+    hits, judged, in_buckets = 0, 0, [0, 0]
     for k in (0, 2):
         for chunk in ((0, 4), (4, 6)):
             judge = evaluation.cells.stored("judge", f"{label} multi K={k} images={chunk[0]}-{chunk[1]} on {label}")
@@ -241,8 +255,12 @@ def test_tiny_study_cells_results_resume_and_report(tiny_study, tmp_path, monkey
             targets = made["targets"][judge["examples"]]
             hits += sum(int(np.sum(np.asarray(judge["labels"][m]) == targets)) for m in ("2", "3"))
             judged += 2 * len(judge["examples"])
+            for b, (low, high) in enumerate(((0.0, 2.0), (2.0, 6.0))):
+                l2 = made["l2"][judge["examples"]]
+                in_buckets[b] += 2 * int(np.sum((l2 > low) & (l2 <= high)))
     outcome = results["outcomes"][label][label]
     assert outcome["judgements"] == judged > 0 and outcome["rejected"] == 0.0
+    assert [b["judgements"] for b in outcome["by_bucket"]] == in_buckets and sum(in_buckets) > 0
     held_out = results["held_out"][label]  # the same judgements, model by model
     assert set(held_out) == {"2", "3"} and sum(c["judged"] for c in held_out.values()) == judged
     assert sum(c["fooled"] for c in held_out.values()) == hits
