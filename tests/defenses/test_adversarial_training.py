@@ -9,6 +9,7 @@ import pytest
 from hrs_tf.defenses import adversarial_training as at
 from hrs_tf import data
 from hrs_tf.models import serialization
+from hrs_tf.models.architectures import Architecture
 from hrs_tf.errors import ConfigError
 from tests.tool_runner import run_script
 
@@ -16,6 +17,11 @@ from tests.tool_runner import run_script
 
 def quiet(line):
     pass
+
+
+# The MNIST base CNN at half its widths (convs 16 / 32, FC 100): the claims of the two training tests below hold on it
+# at half the time of the full network.
+NARROW = Architecture("mnist_narrow", (28, 28, 1), (16, 32), 100, 0.3)
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +35,15 @@ def test_adversarial_training_raises_pgd_accuracy(slice_2000, tmp_path):
     # batch is adversarial: with 100% the model is still near chance after 5 epochs at this eps (Madry et al.
     # train for ~100k iterations); the plain model is trained identically with adv_fraction=0.
     settings = dict(eps=0.2, epochs=5, pgd_steps=5, pgd_step_size=0.05, seed=0, eval_images=0, learning_rate=0.03,
-                    log=quiet)
+                    arch=NARROW, log=quiet)
     adv_model, adv_record = at.train_adversarial(slice_2000, tmp_path / "adv.npz", adv_fraction=0.5, **settings)
     plain_model, plain_record = at.train_adversarial(slice_2000, tmp_path / "plain.npz", adv_fraction=0.0, **settings)
     x, y = slice_2000.x_test, slice_2000.y_test
     robust = {name: at.robust_accuracy(model, x, y, eps=0.2, steps=20, step_size=0.025)["accuracy"]
               for name, model in (("adv", adv_model), ("plain", plain_model))}
-    # Measured: PGD-20 accuracy 0.577 (adversarially trained) vs 0.187 (plain); clean 0.927 vs 0.960.
+    # Measured on NARROW: PGD-20 accuracy 0.460 (adversarially trained) vs 0.087 (plain); clean 0.843 vs 0.930.
     assert robust["adv"] > robust["plain"] + 0.2, robust
-    assert adv_record["test_accuracy"] > 0.85 and plain_record["test_accuracy"] > 0.9
+    assert adv_record["test_accuracy"] > 0.8 and plain_record["test_accuracy"] > 0.9
     assert [h["epoch"] for h in adv_record["history"]] == [1, 2, 3, 4, 5]
     assert adv_record["adv_fraction"] == 0.5 and adv_record["kind"] == "adversarial_training"
     assert adv_record["at_chance"] is False and plain_record["at_chance"] is False
@@ -76,14 +82,14 @@ def test_warm_up_grows_eps_linearly_over_its_epochs_then_keeps_it():
 
 
 def test_warm_up_lets_a_model_learn_that_stays_at_chance_without_it(slice_2000, tmp_path):
-    # 100% PGD-5 examples at eps 0.3 from scratch, 6 epochs on 2000 images. Measured: without warm-up clean test
-    # accuracy 11.3% for 5 epochs, 16.3% after 6 (loss 2.30 throughout: at chance); with 3 warm-up epochs 38.7%
-    # after the first epoch, 93.7% after 6 (loss 1.43).
-    settings = dict(eps=0.3, epochs=6, pgd_steps=5, seed=0, eval_images=0, learning_rate=0.03, log=quiet)
+    # 100% PGD-5 examples at eps 0.3 from scratch, 6 epochs on 2000 images. Measured on NARROW: without warm-up clean
+    # test accuracy 11.3% after 6 epochs (at chance); with 3 warm-up epochs 88.3%. (The full-width base CNN: 16.3%
+    # and 93.7%.)
+    settings = dict(eps=0.3, epochs=6, pgd_steps=5, seed=0, eval_images=0, learning_rate=0.03, arch=NARROW, log=quiet)
     _, cold = at.train_adversarial(slice_2000, tmp_path / "cold.npz", **settings)
     _, warm = at.train_adversarial(slice_2000, tmp_path / "warm.npz", eps_warmup_epochs=3, **settings)
     assert cold["at_chance"] and cold["test_accuracy"] < 0.25
-    assert not warm["at_chance"] and warm["test_accuracy"] > 0.85
+    assert not warm["at_chance"] and warm["test_accuracy"] > 0.8
     assert warm["eps_warmup_epochs"] == 3 and warm["eps"] == 0.3 and cold["eps_warmup_epochs"] == 0
 
 
