@@ -8,7 +8,7 @@ import pytest
 from hrs_tf import models
 from hrs_tf.models import serialization
 from tests.attacks.helpers import trained_model
-from tests.tool_runner import run_script
+from tests.tool_runner import run_script, run_script_cases
 
 
 
@@ -85,7 +85,7 @@ def cifar_model(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_INPUTS = [
     (["--attack=nosuch"], "unknown attack 'nosuch'"),
     (["--attack=pgd", "--backend=cleverhans", "--setting=eot"], "backend=cleverhans cannot run EOT"),
     (["--attack=square", "--max_queries=0"], "max_queries"),
@@ -93,16 +93,19 @@ def cifar_model(tmp_path_factory):
     (["--attack=cw_l2", "--eps=0.1"], "does not take the setting 'eps'"),
     (["--attack=pgd", "--model={cifar}"], "takes inputs of shape (32, 32, 3)"),
     (["--attack=pgd", "--defense=gaussian"], "defense 'gaussian' is trained; train it"),
-])
-def test_attack_tool_errors_are_one_line_and_leave_no_file(tmp_path, saved_model, cifar_model, tiny_mnist_dir, args,
-                                                           message):
-    out = tmp_path / "r.json"
-    args = [a.format(cifar=cifar_model) for a in args]
-    if not any(a.startswith("--model=") for a in args):
-        args.append(f"--model={saved_model}")
-    result = run_tool(f"--data_dir={tiny_mnist_dir}", "--num_images=2", f"--output={out}", *args)
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
+]
+
+
+def test_attack_tool_errors_are_one_line_and_leave_no_file(tmp_path, saved_model, cifar_model, tiny_mnist_dir):
+    cases = []
+    for i, (args, _) in enumerate(BAD_INPUTS):
+        args = [a.format(cifar=cifar_model) for a in args]
+        if not any(a.startswith("--model=") for a in args):
+            args.append(f"--model={saved_model}")
+        cases.append([f"--data_dir={tiny_mnist_dir}", "--num_images=2", f"--output={tmp_path / str(i) / 'r.json'}", *args])
+    for args, (_, message), result in zip(cases, BAD_INPUTS, run_script_cases("attack.py", cases)):
+        assert result.returncode != 0, args
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0], (args, result.stderr)
+        assert "Traceback" not in result.stderr, args
     assert os.listdir(tmp_path) == []

@@ -9,19 +9,15 @@ import pytest
 from hrs_tf.defenses import adversarial_training as at
 from hrs_tf import data
 from hrs_tf.models import serialization
-from hrs_tf.models.architectures import Architecture
 from hrs_tf.errors import ConfigError
-from tests.tool_runner import run_script
-
+from tests.models.narrow import NARROW
+from tests.tool_runner import run_script_cases
 
 
 def quiet(line):
     pass
 
 
-# The MNIST base CNN at half its widths (convs 16 / 32, FC 100): the claims of the two training tests below hold on it
-# at half the time of the full network.
-NARROW = Architecture("mnist_narrow", (28, 28, 1), (16, 32), 100, 0.3)
 
 
 @pytest.fixture(scope="module")
@@ -108,18 +104,13 @@ def test_invalid_settings():
         at.check_settings(0.3, 40, None, 1.5)
 
 
-def run_tool(*args):
-    return run_script("train_adv.py", *args)
-
-
 def test_train_adv_tool(tmp_path, tiny_mnist_dir):
-    out = tmp_path / "adv.h5"
-    common = ["--dataset=mnist", f"--data_dir={tiny_mnist_dir}", "--pgd_steps=2", "--epochs=1", "--eval_images=20",
-              f"--output={out}"]
-    result = run_tool("--eps=8", *common)
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: eps='8' is outside [0, 1]")
-    assert not out.exists() and not os.path.exists(at.checkpoint_path(out))
-    result = run_tool("--eps=64/255", "--pgd_step_size=16/255", *common)
+    out, refused = tmp_path / "adv.h5", tmp_path / "refused.h5"
+    common = ["--dataset=mnist", f"--data_dir={tiny_mnist_dir}", "--pgd_steps=2", "--epochs=1", "--eval_images=20"]
+    bad, result = run_script_cases("train_adv.py", [["--eps=8", *common, f"--output={refused}"],
+                                                    ["--eps=64/255", "--pgd_step_size=16/255", *common, f"--output={out}"]])
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: eps='8' is outside [0, 1]")
+    assert not refused.exists() and not os.path.exists(at.checkpoint_path(refused))
     assert result.returncode == 0, result.stderr
     assert "epoch 1/1: loss" in result.stdout and "PGD accuracy (eps 0.25098, 2 x 0.0627451" in result.stdout
     record = json.loads((tmp_path / "adv.json").read_text())

@@ -18,7 +18,8 @@ from hrs_tf.layers import DefensiveDropout, stochastic
 from hrs_tf.models import serialization
 from hrs_tf.training import checkpoint
 from tests.attacks.helpers import trained_model
-from tests.tool_runner import run_script
+from tests.models.narrow import NARROW
+from tests.tool_runner import run_script, run_script_cases
 
 
 @pytest.fixture(scope="module")
@@ -97,16 +98,17 @@ def test_with_sap_keeps_accuracy_without_retraining(base, mnist_slice, tmp_path)
 def test_gaussian_noise_model_trains_on_real_mnist(real_mnist, tmp_path):
     small = data.Dataset("mnist", real_mnist.x_train[:4000], real_mnist.y_train[:4000], real_mnist.x_test[:1000],
                          real_mnist.y_test[:1000], source="slice")
-    # The noise slows early training: 3 epochs at learning rate 0.03 (0.01 needs ~3x the images; 0.05 diverges).
+    # The noise slows early training: 3 epochs at learning rate 0.03 (0.01 needs ~3x the images; 0.05 diverges), on the
+    # half-width CNN (measured 0.910 clean, noise on; the full-width one 0.927 in twice the time).
     out = tmp_path / "gauss.h5"
     model, record = making.make("gaussian", small, str(out), epochs=3, learning_rate=0.03, seed=0, eval_repeats=3,
-                                verbose=0)
+                                verbose=0, arch=NARROW)
     assert [layer.name for layer in model.layers][:4] == ["noise_init", "conv1", "noise_conv2", "conv2"]
     assert model.get_layer("noise_init").stddev == pytest.approx(0.2) and model.get_layer("noise_conv3").stddev == pytest.approx(0.1)
     assert record["defense"] == "gaussian" and record["init_std"] == 0.2 and record["inner_std"] == 0.1
     assert record["attacker_view"]["stochastic_layers"] == ["noise_init", "noise_conv2", "noise_conv3", "noise_conv4"]
     acc = record["clean_accuracy"]
-    assert acc["mean"] > 0.85 and acc["std"] > 0  # noise on at test time: measured 0.912 (1 pass), MEASURE
+    assert acc["mean"] > 0.85 and acc["std"] > 0  # noise on at test time: measured 0.910 +- 0.006 (3 passes)
     assert json.load(open(tmp_path / "gauss.json"))["clean_accuracy"]["mean"] == pytest.approx(acc["mean"])
     state, _ = checkpoint.read(tmp_path / "gauss.checkpoint.h5")  # resumable per epoch, its deviations checked
     assert state["epoch"] == 3 and state["settings"]["init_std"] == 0.2 and state["settings"]["inner_std"] == 0.1
@@ -139,16 +141,20 @@ def test_train_baseline_tool_wraps_a_trained_model(tmp_path, base, tiny_mnist_di
     assert serialization.load_model(out).get_layer("sap").variant == "hrs"
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_INPUTS = [
     (["--defense=noise"], "unknown defense 'noise'; choose one of none, sap, dropout, gaussian, adv, hrs"),
     (["--defense=gaussian", "--base_model=x.h5"], "defense 'gaussian' is trained from scratch; --base_model does not apply"),
     (["--defense=dropout:1.2"], r"defense 'dropout:1.2': test_rate='1.2' must be in \[0, 1\)"),
-])
-def test_train_baseline_tool_errors(tmp_path, tiny_mnist_dir, args, message):
+]
+
+
+def test_train_baseline_tool_errors(tmp_path, tiny_mnist_dir):
     out = tmp_path / "m.h5"
-    result = run_tool(*args, "--dataset=mnist", f"--data_dir={tiny_mnist_dir}", f"--output={out}")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and len([line for line in lines if line.startswith("error")]) == 1
-    assert re.search(message, lines[-1]), lines[-1]
+    results = run_script_cases("train_baseline.py", [[*args, "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
+                                                      f"--output={out}"] for args, _ in BAD_INPUTS])
+    for (args, message), result in zip(BAD_INPUTS, results):
+        assert result.returncode == 2, args
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith("error: ") and len([line for line in lines if line.startswith("error")]) == 1
+        assert re.search(message, lines[-1]), lines[-1]
     assert not out.exists()

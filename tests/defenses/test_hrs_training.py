@@ -20,7 +20,7 @@ from hrs_tf.evaluation import metrics
 from hrs_tf.models import serialization
 from hrs_tf.errors import ConfigError, ModelError
 from tests.keras2_files import write_keras2_weights
-from tests.tool_runner import REPO, run_script
+from tests.tool_runner import REPO, run_script, run_script_cases
 
 SETTINGS = dict(channels=(2, 2), epochs=(1, 1), seed=0, eval_repeats=2)
 
@@ -258,16 +258,18 @@ def test_evaluate_accuracy_tool_on_saved_and_published_hrs(tmp_path, finished_ru
             write_published_channel(folder / f"{b}_{c}", channel)
     # Fixed-randomness digests: a fresh process on the saved model, the published-layout weights and this
     # process all give bit-identical logits for the same path; another path gives other logits.
-    published = tool(f"--hrs_weights_dir={folder}", "--path=1,0")
+    # (one process runs the published layout first, then two bad inputs, see run_script_cases)
+    published, both, bad_path = run_script_cases("evaluate_accuracy.py", [
+        [*common, f"--hrs_weights_dir={folder}", "--path=1,0"], [*common, f"--hrs_weights_dir={folder}", saved_model],
+        [*common, saved_model, "--path=1,x"]])
     assert "test accuracy" in published.stdout
     x = data.first_test_images(data.load_dataset("mnist", tiny_mnist_dir), 50)[0]
     assert digest(first) == digest(published) == metrics.logits_digest(trained, x, (1, 0))
     assert digest(first) != metrics.logits_digest(trained, x, (0, 0))  # the default path
 
-    result = tool(f"--hrs_weights_dir={folder}", saved_model)
-    assert result.returncode != 0 and "exactly one of --model or --hrs_weights_dir" in result.stderr
-    result = tool(saved_model, "--path=1,x")
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == "error: --path='1,x' must be channel numbers such as 3,1"
+    assert both.returncode != 0 and "exactly one of --model or --hrs_weights_dir" in both.stderr
+    assert bad_path.returncode == 2 and bad_path.stderr.strip().splitlines()[-1] == \
+        "error: --path='1,x' must be channel numbers such as 3,1"
 
 
 @pytest.mark.parametrize("channels", [(2,), (1, 2, 1)])

@@ -20,7 +20,7 @@ import pytest
 from hrs_tf import plugins
 from hrs_tf.models import serialization
 from tests.attacks.helpers import trained_model
-from tests.tool_runner import REPO
+from tests.tool_runner import REPO, run_script_cases
 
 PLUGIN = '''
 """A plug-in package written by tests/defenses/test_plugins.py."""
@@ -128,10 +128,20 @@ def base_file(tmp_path_factory, real_mnist):
     return path
 
 
+def plugin_env(plugin_dir):
+    """This process's environment with the plug-in on the path (as if pip-installed)."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), REPO]))
+
+
 def run(plugin_dir, *args):
-    """A project command in a fresh process with the plug-in on the path (as if pip-installed)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), REPO]))
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=REPO, env=env)
+    """A project command in a fresh process with the plug-in on the path."""
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=REPO,
+                          env=plugin_env(plugin_dir))
+
+
+def run_cases(plugin_dir, script, cases):
+    """Several invocations of ``tools/<script>`` in one fresh process with the plug-in on the path."""
+    return run_script_cases(script, cases, env=plugin_env(plugin_dir))
 
 
 def test_the_plugin_registers_its_defenses_and_layers_in_process(plugin_dir, base_file, monkeypatch):
@@ -165,12 +175,11 @@ def test_the_plugin_registers_its_defenses_and_layers_in_process(plugin_dir, bas
 
 def test_the_plugin_shows_up_in_the_tools_and_its_models_load_in_safe_mode(plugin_dir, base_file, tmp_path,
                                                                           tiny_mnist_dir):
-    listing = run(plugin_dir, "tools/train_baseline.py", "--list_defenses")
-    assert listing.returncode == 0 and "`bitdepth[:BITS]`" in listing.stdout and "`uniform[:SCALE]`" in listing.stdout
-
     noisy = tmp_path / "uniform.h5"
-    made = run(plugin_dir, "tools/train_baseline.py", "--defense=uniform:5", f"--base_model={base_file}",
-               "--dataset=mnist", f"--data_dir={tiny_mnist_dir}", "--eval_repeats=2", f"--output={noisy}")
+    listing, made = run_cases(plugin_dir, "train_baseline.py", [
+        ["--list_defenses"], ["--defense=uniform:5", f"--base_model={base_file}", "--dataset=mnist",
+                              f"--data_dir={tiny_mnist_dir}", "--eval_repeats=2", f"--output={noisy}"]])
+    assert listing.returncode == 0 and "`bitdepth[:BITS]`" in listing.stdout and "`uniform[:SCALE]`" in listing.stdout
     assert made.returncode == 0, made.stderr
     record = json.loads((tmp_path / "uniform.json").read_text())
     assert record["defense"] == "uniform:5.0" and record["attacker_view"]["stochastic_layers"] == ["uniform"]
@@ -187,22 +196,20 @@ def test_the_plugin_shows_up_in_the_tools_and_its_models_load_in_safe_mode(plugi
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.split()[-2:] == ["UniformNoise", "5.0"]
 
-    # tools/attack.py loads it with no flag (the plug-in is found by its entry point) and attacks it under EOT.
-    out = tmp_path / "eot.json"
-    attacked = run(plugin_dir, "tools/attack.py", f"--model={noisy}", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
-                   "--attack=pgd", "--eps=0.3", "--nb_iter=5", "--setting=eot", "--eot_samples=2", "--num_images=2",
-                   "--targets=none", "--passes=3", f"--output={out}")
-    assert attacked.returncode == 0, attacked.stderr
-    result = json.loads(out.read_text())
+    # tools/attack.py loads it with no flag (the plug-in is found by its entry point) and attacks it under EOT; the
+    # deterministic defense is made from the base model by tools/attack.py itself.
+    eot_out, bitdepth_out = tmp_path / "eot.json", tmp_path / "bitdepth.json"
+    eot, bitdepth = run_cases(plugin_dir, "attack.py", [
+        [f"--model={noisy}", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}", "--attack=pgd", "--eps=0.3",
+         "--nb_iter=5", "--setting=eot", "--eot_samples=2", "--num_images=2", "--targets=none", "--passes=3",
+         f"--output={eot_out}"],
+        [f"--model={base_file}", "--defense=bitdepth:2", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
+         "--attack=fgsm", "--eps=0.3", "--num_images=2", "--targets=none", "--passes=2", f"--output={bitdepth_out}"]])
+    assert eot.returncode == 0, eot.stderr
+    result = json.loads(eot_out.read_text())
     assert result["stochastic_layers"] == ["uniform"] and result["eot_samples"] == 2
-
-    # The deterministic defense is made from the base model by tools/attack.py itself.
-    out = tmp_path / "bitdepth.json"
-    attacked = run(plugin_dir, "tools/attack.py", f"--model={base_file}", "--defense=bitdepth:2", "--dataset=mnist",
-                   f"--data_dir={tiny_mnist_dir}", "--attack=fgsm", "--eps=0.3", "--num_images=2", "--targets=none",
-                   "--passes=2", f"--output={out}")
-    assert attacked.returncode == 0, attacked.stderr
-    result = json.loads(out.read_text())
+    assert bitdepth.returncode == 0, bitdepth.stderr
+    result = json.loads(bitdepth_out.read_text())
     assert result["attacker_view"]["bpda_layers"] == {"quantize": "identity"} and result["stochastic_layers"] == []
     # FGSM sees the quantiser's zero gradient: the images do not move (the case BPDA exists for).
     assert result["results"]["distortion_of_successful"]["linf"]["mean"] in (None, 0.0)

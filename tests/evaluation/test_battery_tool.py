@@ -8,7 +8,7 @@ import pytest
 
 from hrs_tf.models import serialization
 from tests.evaluation import battery_toys
-from tests.tool_runner import run_script
+from tests.tool_runner import run_script, run_script_cases
 
 
 def test_a_small_battery_writes_the_leaderboard_and_resumes(real_mnist, tiny_mnist_dir, tmp_path):
@@ -36,11 +36,12 @@ def test_a_small_battery_writes_the_leaderboard_and_resumes(real_mnist, tiny_mni
 
 
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path):
-    for args, message in (([f"--defense=none={tmp_path / 'missing.h5'}"], "does not exist"),
-                          (["--defense=none"], "SPEC=PATH"),
-                          ([], "at least one --defense"),
-                          ([f"--defense=none={tmp_path}", "--steps=0"], "steps")):
-        out = run_script("battery.py", *args, f"--work_dir={tmp_path / 'work'}", f"--docs_dir={tmp_path / 'docs'}")
+    bad = (([f"--defense=none={tmp_path / 'missing.h5'}"], "does not exist"),
+           (["--defense=none"], "SPEC=PATH"),
+           ([], "at least one --defense"),
+           ([f"--defense=none={tmp_path}", "--steps=0"], "steps"))
+    folders = [f"--work_dir={tmp_path / 'work'}", f"--docs_dir={tmp_path / 'docs'}"]
+    for (args, message), out in zip(bad, run_script_cases("battery.py", [[*args, *folders] for args, _ in bad])):
         assert out.returncode == 2, out.stderr
         assert out.stderr.strip().count("\n") == 0 and message in out.stderr, out.stderr
     assert not (tmp_path / "work").exists() and not (tmp_path / "docs").exists()

@@ -12,7 +12,7 @@ from hrs_tf.experiments.defensive_dropout import search as dd
 from hrs_tf.models import serialization
 from hrs_tf.errors import ConfigError, ModelError
 from tests.attacks.helpers import trained_model
-from tests.tool_runner import run_script
+from tests.tool_runner import run_script, run_script_cases
 
 
 
@@ -236,26 +236,25 @@ def test_defensive_dropout_tool(tmp_path, small_model, tiny_mnist_dir):
     # Rerun: every row skipped.
     again = run_tool(*args)
     assert again.returncode == 0 and f"resuming: {len(rows)} finished row(s)" in again.stdout and "measuring" not in again.stdout
-    # Other settings: refused, file untouched; bad inputs: one error line, no output file.
+    # Other settings: refused, file untouched; bad inputs: one error line, no output file. A flag that would do
+    # nothing here is refused, not ignored. An EOT run is a different experiment: refused against the white-box
+    # results in the same file. (One process runs these cases, see run_script_cases.)
     before = out.read_text()
-    refused = run_tool(*[a.replace("--num_images=3", "--num_images=4") for a in args])
-    assert refused.returncode == 2 and "num_images: 3 there vs 4 now" in refused.stderr and out.read_text() == before
     fresh = tmp_path / "new" / "x.json"
-    failed = run_tool(*[a for a in args if not a.startswith("--output")], "--attack=pgd", f"--output={fresh}")
-    assert failed.returncode == 2, failed.stderr
-    assert failed.stderr.strip().splitlines()[-1] == "error: --attack='pgd' is not one of the paper's attacks fgsm, jsma_f, jsma_z, cw_l2"
-    assert not fresh.parent.exists()
-    failed = run_tool(*[a for a in args if not a.startswith("--output")], "--setting=magic", f"--output={fresh}")
-    assert failed.returncode == 2 and failed.stderr.strip().splitlines()[-1] == \
+    elsewhere = [a for a in args if not a.startswith("--output")]
+    refused, bad_attack, bad_setting, idle_flag, refused_eot = run_script_cases("defensive_dropout.py", [
+        [a.replace("--num_images=3", "--num_images=4") for a in args],
+        [*elsewhere, "--attack=pgd", f"--output={fresh}"], [*elsewhere, "--setting=magic", f"--output={fresh}"],
+        [*elsewhere, "--test_rates=0.5", f"--output={fresh}"], [*args, "--setting=eot", "--eot_samples=2"]])
+    assert refused.returncode == 2 and "num_images: 3 there vs 4 now" in refused.stderr
+    assert bad_attack.returncode == 2, bad_attack.stderr
+    assert bad_attack.stderr.strip().splitlines()[-1] == \
+        "error: --attack='pgd' is not one of the paper's attacks fgsm, jsma_f, jsma_z, cw_l2"
+    assert bad_setting.returncode == 2 and bad_setting.stderr.strip().splitlines()[-1] == \
         "error: --setting='magic' is not one of whitebox, eot, fixed"
-    assert not fresh.parent.exists()
-    # A flag that would do nothing here is refused, not ignored.
-    failed = run_tool(*[a for a in args if not a.startswith("--output")], "--test_rates=0.5", f"--output={fresh}")
-    assert failed.returncode == 2 and "--test_rates applies to --grid and --histograms" in failed.stderr
-    assert not fresh.parent.exists()
-    # An EOT run is a different experiment: refused against the white-box results in the same file.
-    refused = run_tool(*args, "--setting=eot", "--eot_samples=2")
-    assert refused.returncode == 2 and "setting: None there vs 'eot' now" in refused.stderr and out.read_text() == before
+    assert idle_flag.returncode == 2 and "--test_rates applies to --grid and --histograms" in idle_flag.stderr
+    assert refused_eot.returncode == 2 and "setting: None there vs 'eot' now" in refused_eot.stderr
+    assert out.read_text() == before and not fresh.parent.exists()
 
 
 def test_gradient_histograms_widen_with_the_test_rate(tmp_path, small_model, real_mnist, tiny_mnist_dir):
@@ -271,7 +270,7 @@ def test_gradient_histograms_widen_with_the_test_rate(tmp_path, small_model, rea
     # Figure 4: "shorter and fatter" with r'. The spread at r' = 0.7 exceeds r' = 0.1's at every pixel (measured
     # 3.4-3.8x here; with 30 samples a std estimate is within about +-25%, so 1.5x is not a sampling accident).
     assert (std["dropout r' = 0.7"] > 1.5 * std["dropout r' = 0.1"]).all() and std["SAP"].max() > 0
-    # Tool: JSON + PNG; without --model a one-line error and no output.
+    # Tool: JSON + PNG.
     model_path = tmp_path / "small.h5"
     serialization.save_model(small_model, model_path)
     out = tmp_path / "h" / "gradients.json"
@@ -281,19 +280,18 @@ def test_gradient_histograms_widen_with_the_test_rate(tmp_path, small_model, rea
     record = json.loads(out.read_text())
     assert record["samples"] == 5 and [p["label"] for p in record["panels"]] == ["dropout r' = 0.1", "dropout r' = 0.5", "SAP"]
     assert (tmp_path / "h" / "gradients.png").stat().st_size > 1000
-    # The same command again redraws the figure from the record (no sampling); other settings are refused.
+    # The same command again redraws the figure from the record (no sampling); other settings are refused; without
+    # --model a one-line error and no output (one process runs the three, see run_script_cases).
     before = out.read_text()
     (tmp_path / "h" / "gradients.png").unlink()
-    again = run_tool("--histograms", f"--model={model_path}", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
-                     "--test_rates=0.1,0.5", "--gradient_samples=5", f"--output={out}")
+    common = ["--histograms", f"--model={model_path}", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
+              "--test_rates=0.1,0.5", "--gradient_samples=5", f"--output={out}"]
+    again, other, failed = run_script_cases("defensive_dropout.py", [
+        common, [*common, "--seed=1"], ["--histograms", "--dataset=mnist", f"--output={tmp_path / 'none' / 'g.json'}"]])
     assert again.returncode == 0 and "holds these histograms already" in again.stdout, again.stderr
-    assert out.read_text() == before and (tmp_path / "h" / "gradients.png").stat().st_size > 1000
-    other = run_tool("--histograms", f"--model={model_path}", "--dataset=mnist", f"--data_dir={tiny_mnist_dir}",
-                     "--test_rates=0.1,0.5", "--gradient_samples=5", "--seed=1", f"--output={out}")
     assert other.returncode == 2 and other.stderr.strip().splitlines()[-1].endswith(
         "holds a result made with other settings (seed: 0 there vs 1 now): remove it or choose another --output")
-    assert out.read_text() == before
-    failed = run_tool("--histograms", "--dataset=mnist", f"--output={tmp_path / 'none' / 'g.json'}")
+    assert out.read_text() == before and (tmp_path / "h" / "gradients.png").stat().st_size > 1000
     assert failed.returncode == 2 and failed.stderr.strip().splitlines()[-1] == \
         "error: --histograms takes one --model (not --grid / --models)"
     assert not (tmp_path / "none").exists()

@@ -18,7 +18,7 @@ import pytest
 from hrs_tf.defenses import registry
 from hrs_tf.errors import ConfigError
 from hrs_tf.experiments import fleet
-from tests.tool_runner import run_script
+from tests.tool_runner import run_script, run_script_cases
 
 CALLS = []  # one dict per trainer call
 APPLIED = []  # models made by the wrapped defense
@@ -273,9 +273,11 @@ def test_the_tool_refuses_a_source_fleet_that_does_not_fit_before_training(tiny_
     assert source.returncode == 0, source.stderr[-2000:]
     work = tmp_path / "rc"
     not_dropout = "cannot be the source fleet of 'region': it has spec 'rs_standard', not 'rs_dropout'"
-    for folder, message in ((tmp_path / "none", "holds no fleet (no plan.json)"), (tmp_path / "standard", not_dropout)):
-        result = run_script("train_fleet.py", "--scheme=RC", "--models=1", "--epochs=1", "--train_images=100",
-                            f"--data_dir={tiny_mnist_dir}", f"--work_dir={work}", f"--source_fleet={folder}")
+    refusals = ((tmp_path / "none", "holds no fleet (no plan.json)"), (tmp_path / "standard", not_dropout))
+    results = run_script_cases("train_fleet.py", [["--scheme=RC", "--models=1", "--epochs=1", "--train_images=100",
+                                                   f"--data_dir={tiny_mnist_dir}", f"--work_dir={work}",
+                                                   f"--source_fleet={folder}"] for folder, _ in refusals])
+    for (folder, message), result in zip(refusals, results):
         assert result.returncode != 0
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and message in last and "Traceback" not in result.stderr

@@ -14,7 +14,7 @@ from hrs_tf.errors import ConfigError
 from hrs_tf.evaluation import des
 from hrs_tf.experiments import hrs_paper as reproduction
 from hrs_tf.layers import stochastic
-from tests.tool_runner import run_script
+from tests.tool_runner import run_script, run_script_cases
 
 PLAN = dict(num_images=1, eot_samples=2, passes=2, accuracy_repeats=1, deviation_images=1, deviation_samples=3,
             epochs=(("none", 1), ("hrs", 1)), ablation_epochs=1, eps_grid=(0.25,), fgsm_grid=(0.25,),
@@ -121,16 +121,19 @@ def test_des_sweeps_come_from_the_swept_defenses_and_bad_plans_are_refused(tmp_p
                                   str(tmp_path), existing={"HRS 9x9": "x"})
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_FLAGS = [
     (["--defenses=hrs:5by5"], "channels '5by5' is not a list of channel counts like 5,5"),
     (["--epochs=hrs"], "--epochs='hrs' must be NAME:EPOCHS"),
     (["--use_model=Base"], "--use_model='Base' must be NAME=PATH"),
-])
-def test_tool_rejects_bad_flags_in_one_line(tmp_path, tiny_mnist_dir, args, message):
-    result = run_script("reproduce_hrs.py", f"--data_dir={tiny_mnist_dir}", *args,
-                        f"--work_dir={tmp_path / 'w'}", f"--docs_dir={tmp_path / 'd'}")
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr.strip().splitlines()[-1]
+]
+
+
+def test_tool_rejects_bad_flags_in_one_line(tmp_path, tiny_mnist_dir):
+    results = run_script_cases("reproduce_hrs.py", [[f"--data_dir={tiny_mnist_dir}", *args, f"--work_dir={tmp_path / 'w'}",
+                                                     f"--docs_dir={tmp_path / 'd'}"] for args, _ in BAD_FLAGS])
+    for (args, message), result in zip(BAD_FLAGS, results):
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr.strip().splitlines()[-1], (args, result.stderr)
     assert not (tmp_path / "w").exists() and not (tmp_path / "d").exists()
 
 

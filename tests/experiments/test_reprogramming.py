@@ -16,7 +16,7 @@ from hrs_tf.layers import stochastic
 from hrs_tf.layers.locally_connected import LocallyConnected2D
 from hrs_tf.models import serialization
 from hrs_tf.training import checkpoint
-from tests.tool_runner import run_script
+from tests.tool_runner import run_script, run_script_cases
 
 L = keras.layers
 
@@ -258,43 +258,45 @@ def test_tool_writes_record_transform_and_resumes(fashion_target, tiny_mnist_dir
     assert longer["resumed_from_epoch"] == 1 and longer["history"][0] == record["history"][0]
     assert len(longer["history"]) == 2
 
-    report_path = tmp_path / "docs" / "reprogramming.md"
-    result = run_script("report_reprogramming.py", f"--records={out}", f"--output={report_path}")
+    # The report, a missing record, report-time names (one per record; a wrong count is a one-line error and no
+    # file), in one process (see run_script_cases).
+    report_path, labelled_path = tmp_path / "docs" / "reprogramming.md", tmp_path / "docs" / "labelled.md"
+    result, missing, labelled, miscounted = run_script_cases("report_reprogramming.py", [
+        [f"--records={out}", f"--output={report_path}"],
+        [f"--records={tmp_path / 'missing.json'}", f"--output={tmp_path / 'r2.md'}"],
+        [f"--records={out}", "--labels=HRS 5x5", f"--output={labelled_path}"],
+        [f"--records={out}", "--labels=a,b", f"--output={tmp_path / 'r3.md'}"]])
     assert result.returncode == 0, result.stderr
     text = report_path.read_text()
     last = f"{100 * longer['test_accuracy']:.2f}% (2)"
     assert "| target |" in text and last in text and "![reprogramming to mnist](reprogramming.png)" in text
     assert (report_path.parent / "reprogramming.png").stat().st_size > 1000
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].startswith("error: result file")
+    assert not (tmp_path / "r2.md").exists()
+    assert labelled.returncode == 0 and "| HRS 5x5 |" in labelled_path.read_text(), labelled.stderr
+    assert " '--labels=HRS 5x5' " in labelled_path.read_text()  # the Made-by command pastes into a shell
+    assert miscounted.returncode == 2 and miscounted.stderr.strip().splitlines()[-1] == \
+        "error: 2 labels for 1 records: give one non-empty label per record, in the order of the records"
+    assert not (tmp_path / "r3.md").exists()
     other = dict(longer, source_dataset="fashion_mnist", target_defense="dropout:0.3", target_label="Dropout 0.3")
     text = report.report_markdown([longer, other], str(tmp_path / "two" / "r.png"), "cmd")
     assert "### Reprogrammed to classify mnist" in text and "### Reprogrammed to classify fashion_mnist" in text
     assert "| Dropout 0.3 |" in text and sorted(os.listdir(tmp_path / "two")) == ["r_fashion_mnist.png", "r_mnist.png"]
-    result = run_script("report_reprogramming.py", f"--records={tmp_path / 'missing.json'}", f"--output={tmp_path / 'r2.md'}")
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: result file")
-    assert not (tmp_path / "r2.md").exists()
-    # Report-time names, one per record; a wrong count is a one-line error and no file.
-    result = run_script("report_reprogramming.py", f"--records={out}", "--labels=HRS 5x5", f"--output={report_path}")
-    assert result.returncode == 0 and "| HRS 5x5 |" in report_path.read_text(), result.stderr
-    assert " '--labels=HRS 5x5' " in report_path.read_text()  # the Made-by command pastes into a shell
-    result = run_script("report_reprogramming.py", f"--records={out}", "--labels=a,b", f"--output={tmp_path / 'r3.md'}")
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == \
-        "error: 2 labels for 1 records: give one non-empty label per record, in the order of the records"
-    assert not (tmp_path / "r3.md").exists()
 
 
-@pytest.mark.parametrize("case", ["five_logits", "negative_padding"])
-def test_tool_errors_exit_cleanly_without_output(case, tiny_mnist_dir, tmp_path):
-    keras.utils.set_random_seed(0)
-    target = small_cnn(outputs=5) if case == "five_logits" else small_cnn(input_shape=(24, 24, 1))
-    serialization.save_model(target, tmp_path / "target.h5")
-    out = tmp_path / "out" / "r.json"
-    result = run_tool(f"--target_model={tmp_path / 'target.h5'}", f"--data_dir={tiny_mnist_dir}", "--epochs=1",
-                      f"--output={out}")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+def test_tool_errors_exit_cleanly_without_output(tiny_mnist_dir, tmp_path):
     expected = {"five_logits": "needs 10 logits", "negative_padding": "padding would be -2 along height"}
-    assert lines[-1].startswith("error: ") and expected[case] in lines[-1]
-    assert "Traceback" not in result.stderr
+    keras.utils.set_random_seed(0)
+    serialization.save_model(small_cnn(outputs=5), tmp_path / "five_logits.h5")
+    serialization.save_model(small_cnn(input_shape=(24, 24, 1)), tmp_path / "negative_padding.h5")
+    out = tmp_path / "out" / "r.json"
+    results = run_script_cases("reprogram.py", [[f"--target_model={tmp_path / f'{case}.h5'}", f"--data_dir={tiny_mnist_dir}",
+                                                 "--epochs=1", f"--output={out}"] for case in expected])
+    for (case, message), result in zip(expected.items(), results):
+        assert result.returncode == 2, case
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith("error: ") and message in lines[-1], (case, result.stderr)
+        assert "Traceback" not in result.stderr
     assert not out.parent.exists() or os.listdir(out.parent) == []
 
 

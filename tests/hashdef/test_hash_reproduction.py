@@ -12,7 +12,7 @@ from hrs_tf.errors import ConfigError
 from hrs_tf.evaluation import protocol
 from hrs_tf.models import serialization
 from tests.attacks.helpers import trained_model
-from tests.tool_runner import run_script
+from tests.tool_runner import run_script, run_script_cases
 
 
 def test_reproduction_cells_equal_direct_evaluation_and_fill_the_report(real_mnist, tmp_path):
@@ -93,8 +93,11 @@ def test_train_hash_tool_refuses_bad_rates_without_writing(tmp_path):
 
 
 def test_reproduce_hash_report_only_writes_an_empty_report(tmp_path):
-    result = run_script("reproduce_hash.py", "--dataset=mnist", "--data_dir=../shared/data", "--report_only",
-                        f"--work_dir={tmp_path / 'work'}", f"--docs_dir={tmp_path / 'docs'}", "--fast_images=10")
+    # the whole page, then a run of one experiment (one process runs both, see run_script_cases)
+    common = ["--dataset=mnist", "--data_dir=../shared/data", "--report_only", f"--work_dir={tmp_path / 'work'}",
+              "--fast_images=10"]
+    result, only = run_script_cases("reproduce_hash.py", [[*common, f"--docs_dir={tmp_path / 'docs'}"],
+                                                          [*common, f"--docs_dir={tmp_path / 'only'}", "--experiments=figures34"]])
     assert result.returncode == 0, result.stderr[-2000:]
     text = (tmp_path / "docs" / "reproduce_hash_mnist.md").read_text()
     assert "| Original | - (0.0863) | - (72.8)" in text  # every cell missing, the paper's numbers beside
@@ -104,10 +107,7 @@ def test_reproduce_hash_report_only_writes_an_empty_report(tmp_path):
     assert headings == ["## Table I", "## Table II", "## Table III", "## Table IV", "## Table VII",
                         "## Beyond the paper", "## Figure 2", "## Figures 3-4"]
     # a run of one experiment gets a page of its section only
-    result = run_script("reproduce_hash.py", "--dataset=mnist", "--data_dir=../shared/data", "--report_only",
-                        f"--work_dir={tmp_path / 'work'}", f"--docs_dir={tmp_path / 'only'}", "--fast_images=10",
-                        "--experiments=figures34")
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert only.returncode == 0, only.stderr[-2000:]
     text = (tmp_path / "only" / "reproduce_hash_mnist.md").read_text()
     assert [line for line in text.splitlines() if line.startswith("## ")] == ["## Figures 3-4: FGSM against eps, BIM "
                                                                               "against alpha"]

@@ -9,7 +9,7 @@ from hrs_tf import data, models, training
 from hrs_tf.evaluation import metrics
 from hrs_tf.models import serialization
 from hrs_tf.errors import ConfigError
-from tests.tool_runner import run_script
+from tests.tool_runner import run_script, run_script_cases
 
 
 
@@ -150,28 +150,29 @@ def test_train_base_tool_writes_model_and_sidecar(tmp_path, tiny_mnist_dir, real
     assert json.loads((tmp_path / "out" / "base.json").read_text())["test_accuracy"] == record["test_accuracy"]
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_INPUTS = [
     (["--dataset=imagenet"], "unknown data set 'imagenet'"),
     (["--epochs=0"], "epochs=0 must be at least 1"),
     (["--learning_rate=0"], "learning_rate=0.0 must be a positive number"),
     (["--arch=cifar10"], "architecture 'cifar10' takes inputs (32, 32, 3)"),
-])
-def test_train_base_tool_bad_input_fails_cleanly(tmp_path, tiny_mnist_dir, args, message):
-    out = tmp_path / "base.h5"
-    result = run_tool(f"--data_dir={tiny_mnist_dir}", f"--output={out}", "--epochs=1", *args)
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr
-    assert not out.exists() and os.listdir(tmp_path) == []
+]
 
 
-def test_train_base_tool_missing_data_and_bad_output(tmp_path):
+def test_train_base_tool_bad_input_fails_cleanly(tmp_path, tiny_mnist_dir):
+    out, elsewhere = tmp_path / "out" / "base.h5", tmp_path / "out" / "m.h5"
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_tool("--dataset=mnist", f"--data_dir={empty}", f"--output={tmp_path / 'm.h5'}")
-    assert result.returncode != 0 and "mnist not found" in result.stderr and not (tmp_path / "m.h5").exists()
-    result = run_tool("--dataset=mnist", f"--output={tmp_path / 'm.txt'}")
-    assert result.returncode != 0 and "must end in .h5" in result.stderr
+    cases = [[f"--data_dir={tiny_mnist_dir}", f"--output={out}", "--epochs=1", *args] for args, _ in BAD_INPUTS]
+    *bad, missing_data, bad_output = run_script_cases("train_base.py", [
+        *cases, ["--dataset=mnist", f"--data_dir={empty}", f"--output={elsewhere}"],
+        ["--dataset=mnist", f"--output={tmp_path / 'out' / 'm.txt'}"]])
+    for (args, message), result in zip(BAD_INPUTS, bad):
+        assert result.returncode != 0, args
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0], result.stderr
+    assert missing_data.returncode != 0 and "mnist not found" in missing_data.stderr
+    assert bad_output.returncode != 0 and "must end in .h5" in bad_output.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_progress_lines_inside_an_epoch_give_steps_rate_and_time_left(capsys):
