@@ -53,6 +53,8 @@ def read_json(path):
 
 def read_result(path):
     """The JSON result file ``path`` of an earlier run; ConfigError (one line) if missing or not JSON."""
+    if os.path.isdir(path):
+        raise ConfigError(f"result file {path!r} is a directory; give the .json file inside it")
     if not os.path.isfile(path):
         raise ConfigError(f"result file {path!r} does not exist")
     try:

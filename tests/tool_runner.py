@@ -14,6 +14,7 @@ import runpy
 import subprocess
 import sys
 import tempfile
+import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,6 +70,9 @@ def _run_cases(request, answer):
                 cli.run(script["main"])
             except SystemExit as e:
                 status = _exit_status(e.code)
+            except Exception:  # what the interpreter does with an uncaught exception: a traceback, status 1
+                traceback.print_exc()
+                status = 1
         results.append({"returncode": status, "stdout": out.getvalue(), "stderr": err.getvalue()})
     with open(answer, "w") as f:
         json.dump(results, f)

@@ -258,12 +258,13 @@ def test_tool_writes_record_transform_and_resumes(fashion_target, tiny_mnist_dir
     assert longer["resumed_from_epoch"] == 1 and longer["history"][0] == record["history"][0]
     assert len(longer["history"]) == 2
 
-    # The report, a missing record, report-time names (one per record; a wrong count is a one-line error and no
-    # file), in one process (see run_script_cases).
+    # The report, a missing record, a folder given as a record, report-time names (one per record; a wrong count is a
+    # one-line error and no file), in one process (see run_script_cases).
     report_path, labelled_path = tmp_path / "docs" / "reprogramming.md", tmp_path / "docs" / "labelled.md"
-    result, missing, labelled, miscounted = run_script_cases("report_reprogramming.py", [
+    result, missing, folder, labelled, miscounted = run_script_cases("report_reprogramming.py", [
         [f"--records={out}", f"--output={report_path}"],
         [f"--records={tmp_path / 'missing.json'}", f"--output={tmp_path / 'r2.md'}"],
+        [f"--records={out.parent}", f"--output={tmp_path / 'r2.md'}"],
         [f"--records={out}", "--labels=HRS 5x5", f"--output={labelled_path}"],
         [f"--records={out}", "--labels=a,b", f"--output={tmp_path / 'r3.md'}"]])
     assert result.returncode == 0, result.stderr
@@ -271,7 +272,9 @@ def test_tool_writes_record_transform_and_resumes(fashion_target, tiny_mnist_dir
     last = f"{100 * longer['test_accuracy']:.2f}% (2)"
     assert "| target |" in text and last in text and "![reprogramming to mnist](reprogramming.png)" in text
     assert (report_path.parent / "reprogramming.png").stat().st_size > 1000
-    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].startswith("error: result file")
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].endswith("missing.json' does not exist")
+    assert folder.returncode == 2 and folder.stderr.strip().splitlines()[-1] == \
+        f"error: result file {str(out.parent)!r} is a directory; give the .json file inside it"
     assert not (tmp_path / "r2.md").exists()
     assert labelled.returncode == 0 and "| HRS 5x5 |" in labelled_path.read_text(), labelled.stderr
     assert " '--labels=HRS 5x5' " in labelled_path.read_text()  # the Made-by command pastes into a shell
