@@ -18,8 +18,6 @@ def quiet(line):
     pass
 
 
-
-
 @pytest.fixture(scope="module")
 def slice_2000(real_mnist):
     return data.Dataset("mnist", real_mnist.x_train[:2000], real_mnist.y_train[:2000], real_mnist.x_test[:300],
