@@ -231,25 +231,27 @@ class SchemeStudy(CellExperiment):
         return Recipe(SchemeStudy, dataset=self.dataset, plan=self.plan, work_dir=os.path.abspath(self.work_dir))
 
     def cell_plan(self):
-        """The training cells of every model, then per scheme and model its table2 cell, then its stability cells
-        (the clean one first), each waiting for the training of the model it evaluates."""
+        """Model by model (k = 0, 1, ...): the training cells of every scheme's model k, then their table2 cells,
+        then their stability cells (the clean one first), each waiting for the training of the model it evaluates.
+        A run stopped early thus holds whole, evaluated models of every scheme: ``--models`` set to the models
+        finished reports them."""
         self.models.refresh()
         todo = CellList(self.models)
-        names = [model_name(k, spec) for spec in self.specs for k in range(self.plan.models)]
-        todo.add_models(names)
-        if "table2" in self.plan.experiments:
-            for spec in self.specs:
-                for k in range(self.plan.models):
-                    todo.result("table2", model_name(k, spec), "errors", k, spec.text, models=[model_name(k, spec)])
-        if "stability" in self.plan.experiments:
-            study = self.stability_study()
-            for name in names:
-                clean = stability_study.cell_name(name, "clean")
-                todo.result(stability_study.EXPERIMENT, clean, "stability_cell", name, models=[name])
-                for perturbation, level in study.work:
-                    todo.result(stability_study.EXPERIMENT, stability_study.cell_name(name, perturbation, level),
-                                "stability_cell", name, perturbation, level, models=[name],
-                                after=[f"{stability_study.EXPERIMENT}/{clean}"])
+        study = self.stability_study() if "stability" in self.plan.experiments else None
+        for k in range(self.plan.models):
+            names = [model_name(k, spec) for spec in self.specs]
+            todo.add_models(names)
+            if "table2" in self.plan.experiments:
+                for spec, name in zip(self.specs, names):
+                    todo.result("table2", name, "errors", k, spec.text, models=[name])
+            if study is not None:
+                for name in names:
+                    clean = stability_study.cell_name(name, "clean")
+                    todo.result(stability_study.EXPERIMENT, clean, "stability_cell", name, models=[name])
+                    for perturbation, level in study.work:
+                        todo.result(stability_study.EXPERIMENT, stability_study.cell_name(name, perturbation, level),
+                                    "stability_cell", name, perturbation, level, models=[name],
+                                    after=[f"{stability_study.EXPERIMENT}/{clean}"])
         return todo.cells
 
     def done(self, cell):

@@ -3,6 +3,7 @@ direct evaluation under each decision rule, mean / std over the models, the repo
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 import pytest
@@ -56,6 +57,17 @@ def test_study_cells_equal_direct_evaluation_and_the_report_sits_beside_the_pape
     lines = []
     again = table2.SchemeStudy(small, plan, str(work), log=lines.append).run()
     assert again["table2"] == results["table2"]
+    assert not [line for line in lines if line.startswith(("training", "[table2]", "[stability]"))]
+    # model by model: every cell of model 0 (training, table2, stability) before any of model 1, so a run stopped
+    # early holds whole models of every scheme, and a study of fewer models reports them computing nothing
+    cells = study.cell_plan()
+    ks = [int(re.search(r"model=(\d+)", cell.name).group(1)) for cell in cells]
+    assert ks == sorted(ks) and ks.count(0) == ks.count(1)
+    assert {c.name for c in cells if c.kind == "table2" and ks[cells.index(c)] == 0} == {
+        "Standard model=0", "RS-1 model=0", "RC r=0.4 t=20 model=0"}
+    lines = []
+    first = table2.SchemeStudy(small, dataclasses.replace(plan, models=1), str(work), log=lines.append).run()
+    assert [r["errors"] for r in first["table2"]] == [r["errors"][:1] for r in results["table2"]]
     assert not [line for line in lines if line.startswith(("training", "[table2]", "[stability]"))]
     with pytest.raises(ConfigError, match="test_images"):
         table2.SchemeStudy(small, dataclasses.replace(plan, test_images=50), str(work), log=lambda *_: None).run()
