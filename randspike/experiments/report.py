@@ -2,8 +2,11 @@
 top, the scale used, Table 2 beside the paper's, the stability figures and an optional hand-written reading
 (``docs/rs_schemes/<dataset>_reading.md``)."""
 
+import math
 import os
 import shutil
+
+from scipy import stats
 
 from hrs_tf import fileio
 from hrs_tf.reporting import markdown_table
@@ -38,6 +41,45 @@ def table2_markdown(rows, dataset):
                            "per model (%)"], lines)
 
 
+PAPER_MODELS = 16  # models per scheme behind each mean +- std of the paper's Table 2
+
+
+def welch_difference(first, second):
+    """``second``'s mean minus ``first``'s, each a (mean, std, models) summary, with its standard error and the
+    half-width of its 95% interval under Welch's t (unequal variances, Welch-Satterthwaite degrees of freedom)."""
+    (m1, s1, n1), (m2, s2, n2) = first, second
+    v1, v2 = s1 ** 2 / n1, s2 ** 2 / n2
+    se = math.sqrt(v1 + v2)
+    df = (v1 + v2) ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1)) if se > 0 else float("inf")
+    return m2 - m1, se, float(stats.t.ppf(0.975, df)) * se
+
+
+def differences_markdown(rows, dataset, baseline="Standard"):
+    """Each scheme's Table 2 row minus the ``baseline`` scheme's, ours and the paper's (16 models each), with 95%
+    intervals; None without two models of the baseline and of another scheme."""
+    starred = [r for r in rows if r["paper_rule"] and r["models"] >= 2]
+    base = next((r for r in starred if r.get("paper_scheme") == baseline), None)
+    paper = PAPER_TABLE2.get(dataset, {})
+    if base is None or len(starred) < 2:
+        return None
+    lines = []
+    for row in starred:
+        if row is base:
+            continue
+        ours = welch_difference(*[(r["mean"], r["std"], r["models"]) for r in (base, row)])
+        cells = [row["scheme"], decision.RULE_TITLES.get(row["rule"], row["rule"]),
+                 f"{ours[0]:+.2f} +- {ours[2]:.2f}", f"{ours[1]:.2f}"]
+        reference = [paper.get(name) for name in (baseline, row.get("paper_scheme"))]
+        if None in reference:
+            cells += ["", ""]
+        else:
+            theirs = welch_difference(*[(m, s, PAPER_MODELS) for m, s in reference])
+            cells += [f"{theirs[0]:+.2f} +- {theirs[2]:.2f}", f"{theirs[1]:.2f}"]
+        lines.append(cells)
+    return markdown_table(["scheme", "rule", "ours: difference (95% interval)", "ours: SE", "paper: difference",
+                           "paper: SE"], lines)
+
+
 def write_report(study, results, docs_dir, command, scale_lines=()):
     """Writes ``docs_dir/rs_schemes_<dataset>.md`` (and copies the stability figure beside it); returns its path."""
     dataset = study.dataset.name
@@ -57,6 +99,13 @@ def write_report(study, results, docs_dir, command, scale_lines=()):
         parts += ["## Table 2: test error (mean +- std over the models)", "",
                   table2_markdown(results["table2"], dataset), "",
                   "A MagNet rejection of a clean test image counts as an error (the 'rejected' column).", ""]
+        differences = differences_markdown(results["table2"], dataset)
+        if differences:
+            parts += ["### Difference from Standard", "",
+                      "Test error of each scheme's row minus Standard's, in points: difference +- half-width of its "
+                      "95% interval and standard error (Welch's t over the models; the paper's from its mean +- std "
+                      f"of {PAPER_MODELS} models per scheme). An interval that contains 0 does not resolve the sign.",
+                      "", differences, ""]
     if "stability" in results:
         source = os.path.join(study.work_dir, "stability", "stability.png")
         if os.path.exists(source):

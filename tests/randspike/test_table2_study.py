@@ -48,6 +48,12 @@ def test_study_cells_equal_direct_evaluation_and_the_report_sits_beside_the_pape
                                study.scale_lines())
     text = open(page).read()
     assert "0.88 +- 0.09%" in text and "0.77 +- 0.05%" in text  # the paper's RS-1 (MC) and Standard rows
+    # each scheme's row minus Standard's: ours from the models, the paper's from 16 models of mean +- std
+    standard = rows[("Standard", "single")]["errors"]
+    difference = np.mean(errors) - np.mean(standard)
+    half = report.welch_difference(*[(np.mean(e), np.std(e, ddof=1), 2) for e in (standard, errors)])[2]
+    assert f"| RS-1 | MC Avg. | {difference:+.2f} +- {half:.2f} |" in text
+    assert "| +0.11 +- 0.05 | 0.03 |" in text  # paper: 0.88 - 0.77, SE sqrt((0.09^2 + 0.05^2) / 16)
     assert os.path.exists(tmp_path / "docs" / "rs_schemes" / "mnist_stability.png")
     assert text.startswith("# Random Spiking paper: Table 2 and stability on mnist") and "## Stability" in text
     # a page of the Table 2 experiment alone says so in its title and has no stability section
@@ -71,3 +77,16 @@ def test_study_cells_equal_direct_evaluation_and_the_report_sits_beside_the_pape
     assert not [line for line in lines if line.startswith(("training", "[table2]", "[stability]"))]
     with pytest.raises(ConfigError, match="test_images"):
         table2.SchemeStudy(small, dataclasses.replace(plan, test_images=50), str(work), log=lambda *_: None).run()
+
+
+def test_welch_difference_matches_scipys_unequal_variance_t_test():
+    """The difference and its standard error give scipy's Welch t statistic, and a difference of one 95% half-width has
+    Welch's two-sided p-value 0.05."""
+    from scipy import stats
+    first, second = (0.77, 0.05, 16), (0.88, 0.09, 5)
+    difference, se, half = report.welch_difference(first, second)
+    test = stats.ttest_ind_from_stats(*second, *first, equal_var=False)
+    assert difference == pytest.approx(0.11) and difference / se == pytest.approx(test.statistic)
+    edge = stats.ttest_ind_from_stats(first[0] + half, *second[1:], *first, equal_var=False)
+    assert edge.pvalue == pytest.approx(0.05)  # a difference of one half-width is just significant at 5%
+    assert 2.0 * se < half < 3.0 * se  # few degrees of freedom: wider than the normal 1.96 SE
