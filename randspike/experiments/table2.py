@@ -272,18 +272,22 @@ class SchemeStudy(CellExperiment):
         return results
 
     def collect(self):
-        """The results of finished cells only (ConfigError naming the first missing one): the report's input."""
-        from hrs_tf import fileio
-
+        """The results of finished cells only (ConfigError naming the first missing one): the report's input. The
+        stability results are assembled from the stored cells of this plan's models (``stability.json`` rewritten),
+        so a plan of fewer models than a run's reports exactly those."""
         self.read_only = True
         results = {}
         if "table2" in self.plan.experiments:
             results["table2"] = self.table2()
-        path = os.path.join(self.work_dir, "stability", "stability.json")
         if "stability" in self.plan.experiments:
-            if not os.path.exists(path):
-                raise ConfigError(f"{path} does not exist yet; run without --report_only first")
-            results["stability"] = fileio.read_json(path)
+            study = self.stability_study()
+            names = [stability_study.cell_name(name, "clean") for name in study.models]
+            names += [stability_study.cell_name(name, *work) for name in study.models for work in study.work]
+            missing = next((name for name in names if not study.stored(name)), None)
+            if missing is not None:
+                raise ConfigError(f"cell {stability_study.EXPERIMENT}/{missing} is not computed yet; run without "
+                                  "--report_only first")
+            results["stability"] = study.finish()
         return results
 
     def scale_lines(self):

@@ -71,10 +71,19 @@ def test_study_cells_equal_direct_evaluation_and_the_report_sits_beside_the_pape
     assert ks == sorted(ks) and ks.count(0) == ks.count(1)
     assert {c.name for c in cells if c.kind == "table2" and ks[cells.index(c)] == 0} == {
         "Standard model=0", "RS-1 model=0", "RC r=0.4 t=20 model=0"}
-    lines = []
-    first = table2.SchemeStudy(small, dataclasses.replace(plan, models=1), str(work), log=lines.append).run()
+    # (--report_only: the stored cells of those models alone, stability.json reassembled from them)
+    first = table2.SchemeStudy(small, dataclasses.replace(plan, models=1), str(work), log=lambda *_: None).collect()
     assert [r["errors"] for r in first["table2"]] == [r["errors"][:1] for r in results["table2"]]
-    assert not [line for line in lines if line.startswith(("training", "[table2]", "[stability]"))]
+    assert {row["model"] for row in first["stability"]["rows"]} == {
+        "Standard model=0", "RS-1 model=0", "RC r=0.4 t=20 model=0"}
+    assert first["stability"]["rows"] == [r for r in results["stability"]["rows"] if r["model"].endswith("=0")]
+    more = table2.SchemeStudy(small, dataclasses.replace(plan, models=3), str(work), log=lambda *_: None)
+    with pytest.raises(ConfigError, match=r"cell table2/Standard model=2 is not computed yet; run without"):
+        more.collect()
+    more = table2.SchemeStudy(small, dataclasses.replace(plan, models=3, experiments=("stability",)), str(work),
+                              log=lambda *_: None)
+    with pytest.raises(ConfigError, match=r"cell stability/Standard model=2\|clean is not computed yet"):
+        more.collect()
     with pytest.raises(ConfigError, match="test_images"):
         table2.SchemeStudy(small, dataclasses.replace(plan, test_images=50), str(work), log=lambda *_: None).run()
 
