@@ -59,6 +59,11 @@ def test_study_cells_equal_direct_evaluation_and_the_report_sits_beside_the_pape
     # a page of the Table 2 experiment alone says so in its title and has no stability section
     only = open(report.write_report(study, {"table2": results["table2"]}, str(tmp_path / "docs2"), "python ...")).read()
     assert only.startswith("# Random Spiking paper: Table 2 on mnist") and "## Stability" not in only
+    # the rejection note only where a row rejects clean images (MagNet)
+    assert "rejection of a clean test image" not in text
+    rejecting = [dict(row, rejected=0.2 if row["scheme"] == "RC r=0.4 t=20" else 0.0) for row in results["table2"]]
+    noted = open(report.write_report(study, {"table2": rejecting}, str(tmp_path / "docs3"), "python ...")).read()
+    assert "rejection of a clean test image (MagNet) counts as an error" in noted and "| 0.20% |" in noted
     # resume: a second study on the same folder trains and computes nothing
     lines = []
     again = table2.SchemeStudy(small, plan, str(work), log=lines.append).run()
