@@ -100,17 +100,19 @@ def test_several_models_share_one_gradient_path_with_summed_objectives(model, im
     np.testing.assert_allclose(grads.numpy(), (g1 + g2).numpy(), rtol=1e-4, atol=1e-7)
     assert logits.shape == (2, 4, 10)
     np.testing.assert_allclose(logits.numpy(), np.stack([z1.numpy(), z2.numpy()]), rtol=1e-6)
-    # C&W on both models at once: a success fools each of them, with the margin on each.
-    t = (y + 1) % 10
-    adv = attacks.cw_l2([model, other], x, t, targeted=True, confidence=1.0, binary_search_steps=6,
+    # C&W on both models at once: a success fools each of them, with the margin on each. The weak model's logits span
+    # only ~5 (an AVX2 CPU trains it to 59%): a margin of 1 on both was reached on 1 of 4 images there (4 of 4 on an
+    # AVX-512 CPU), a margin of 0.2 on 3 of 4.
+    t, margin = (y + 1) % 10, 0.2
+    adv = attacks.cw_l2([model, other], x, t, targeted=True, confidence=margin, binary_search_steps=6,
                         max_iterations=100, learning_rate=0.1)
     moved = np.abs(adv - x).reshape(4, -1).max(axis=1) > 0
-    assert moved.sum() >= 3  # measured 4 of 4
+    assert moved.sum() >= 3
     for m in (model, other):
         z = np.array(m(adv[moved]))
         own = z[np.arange(moved.sum()), t[moved]]
         z[np.arange(moved.sum()), t[moved]] = -np.inf
-        assert np.all(own - z.max(axis=1) >= 1.0 - 1e-4)
+        assert np.all(own - z.max(axis=1) >= margin - 1e-4)
     with pytest.raises(ModelError, match="output different numbers of classes \\[3, 10\\]"):
         inputs = keras.Input(model.input_shape[1:])
         attacks.fgsm([model, keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))], x, y)
