@@ -6,7 +6,8 @@ Random Spiking paper on one data set, as resumable cells; writes ``docs/rs_schem
 
 k models per scheme (``--models``, paper 16) trained with seeds 0..k-1, each in ``<work_dir>/model_<k>/``; MagNet and
 RC use the same seed's Dropout model, the adversarial schemes its RS-1 / Dropout model. Rerunning the same command
-continues where it stopped; ``--report_only`` rebuilds the page from finished cells. Training each model and every
+continues where it stopped; ``--report_only`` rebuilds the page from finished cells (the cells run model by model,
+so a run stopped early is reported with ``--models`` set to the models it finished). Training each model and every
 result are cells: ``--executor=ray`` runs them as Ray tasks in parallel (a local Ray instance, or ``--ray_address`` of
 an existing cluster; see the README).
 """
