@@ -222,9 +222,15 @@ class ModelStore:
         return self.provenance[name]["stochastic"]
 
     def file(self, name):
-        """The file or folder model ``name`` was loaded from (None for a derived model or one not made yet)."""
+        """The file or folder model ``name`` was loaded from (None for a derived model or one not made yet); where
+        :meth:`path` finds it now if the recorded path is gone (the work folder renamed, moved, or run from another
+        directory: the records hold the paths as they were given)."""
         entry = self.provenance.get(name)
-        return None if entry is None else entry["path"]
+        if entry is None or entry["path"] is None:
+            return None
+        if os.path.exists(entry["path"]) or name not in self.entries:
+            return entry["path"]
+        return self.path(name)
 
     def training_epochs(self, name):
         """Epochs the model behind ``name`` was trained for, read from its training record ("-" if none)."""

@@ -320,7 +320,9 @@ class SchemeStudy(CellExperiment):
         return lines
 
     def training_summary(self):
-        """Per scheme: the epochs and training images recorded by its models (for the report's scale line)."""
+        """Per scheme: the epochs and training images recorded by its models (for the report's scale line), as
+        recorded by whichever process trained or loaded them."""
+        self.models.refresh()
         summary = {}
         for spec in self.specs:
             records = []

@@ -44,8 +44,10 @@ def test_study_cells_equal_direct_evaluation_and_the_report_sits_beside_the_pape
     assert os.path.exists(work / "model_0" / "models" / "dropout.h5")
     # stability: every model, both perturbations
     assert {c["scheme"] for c in results["stability"]["curves"]} == {"Standard", "RS-1", "RC r=0.4 t=20"}
+    scale = study.scale_lines()  # read from the records the cells' processes wrote
+    assert scale[0].startswith("Standard: RS MNIST CNN;") and scale[0].endswith("trained on 128 images (2 model(s))")
     page = report.write_report(study, results, str(tmp_path / "docs"), "python tools/reproduce_rs_schemes.py ...",
-                               study.scale_lines())
+                               scale)
     text = open(page).read()
     assert "0.88 +- 0.09%" in text and "0.77 +- 0.05%" in text  # the paper's RS-1 (MC) and Standard rows
     # each scheme's row minus Standard's: ours from the models, the paper's from 16 models of mean +- std
@@ -91,6 +93,11 @@ def test_study_cells_equal_direct_evaluation_and_the_report_sits_beside_the_pape
         more.collect()
     with pytest.raises(ConfigError, match="test_images"):
         table2.SchemeStudy(small, dataclasses.replace(plan, test_images=50), str(work), log=lambda *_: None).run()
+    # a renamed work folder reports the same (the model records hold the paths as they were when trained)
+    os.rename(work, tmp_path / "renamed")
+    moved = table2.SchemeStudy(small, plan, str(tmp_path / "renamed"), log=lambda *_: None)
+    assert moved.collect()["table2"] == results["table2"]
+    assert moved.scale_lines() == scale
 
 
 def test_welch_difference_matches_scipys_unequal_variance_t_test():
