@@ -228,9 +228,7 @@ class ModelStore:
         entry = self.provenance.get(name)
         if entry is None or entry["path"] is None:
             return None
-        if os.path.exists(entry["path"]) or name not in self.entries:
-            return entry["path"]
-        return self.path(name)
+        return self.path(name) if name in self.entries else entry["path"]
 
     def training_epochs(self, name):
         """Epochs the model behind ``name`` was trained for, read from its training record ("-" if none)."""
