@@ -18,6 +18,8 @@ its own ``labels(x, rule, passes, batch_size, per_image)``; labels may be :data:
 clean image is an error; a rejected adversarial example is not a success (:func:`attack_succeeded`).
 """
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -105,13 +107,39 @@ def labels(model, x, rule=MC_AVERAGE, passes=PASSES, batch_size=BATCH_SIZE, per_
     if rule == SINGLE:
         with stochastic.randomness(model, stochastic.OFF):
             return np.argmax(pass_logits(model, x, 1, batch_size)[0], axis=-1).astype(np.int64)
+    return labels_from_passes(_stochastic_passes(model, x, rule, passes, batch_size, per_image), rule).astype(np.int64)
+
+
+def _stochastic_passes(model, x, rule, passes, batch_size, per_image):
+    """:func:`pass_logits` of a Keras model for the stochastic ``rule`` (refused on a deterministic model), each
+    image in its own noise range if ``per_image``."""
     if not stochastic.is_stochastic(model):
         raise ConfigError(f"model {model.name!r} has no stochastic layer: the {RULE_TITLES[rule]} rule needs random "
                           "spiking or dropout at test time (use rule=single)")
-    if per_image:
-        with stochastic.per_example(model):
-            return labels_from_passes(pass_logits(model, x, passes, batch_size), rule).astype(np.int64)
-    return labels_from_passes(pass_logits(model, x, passes, batch_size), rule).astype(np.int64)
+    with stochastic.per_example(model) if per_image else contextlib.nullcontext():
+        return pass_logits(model, x, passes, batch_size)
+
+
+def labels_by_rule(model, x, rules, passes=PASSES, batch_size=BATCH_SIZE, per_image=False, seed=None):
+    """``{rule: labels}``: what :func:`labels` gives under each of ``rules`` with the same settings and ``seed``,
+    but on a Keras model the ``mc`` and ``vote`` rules read one set of ``passes`` stochastic passes (both restart
+    from ``seed``, so the passes are the same ones: half the forward passes of one rule after the other). Without
+    a ``seed`` the stochastic rules also share their passes. A :class:`Decider` is asked rule by rule."""
+    rules = [check_rule(rule) for rule in rules]
+    stochastic_rules = [rule for rule in rules if rule != SINGLE]
+    if isinstance(model, Decider) or len(stochastic_rules) < 2:
+        return {rule: labels(model, x, rule, passes, batch_size, per_image, seed) for rule in rules}
+    out = {}
+    if SINGLE in rules:
+        out[SINGLE] = labels(model, x, SINGLE, passes, batch_size, per_image, seed)
+    passes = checks.count(passes, "passes", minimum=1)
+    batch_size = checks.count(batch_size, "batch_size", minimum=1)
+    if seed is not None:
+        stochastic.reseed(model, seed)
+    logits = _stochastic_passes(model, x, stochastic_rules[0], passes, batch_size, per_image)
+    for rule in stochastic_rules:
+        out[rule] = labels_from_passes(logits, rule).astype(np.int64)
+    return {rule: out[rule] for rule in rules}
 
 
 def error_rate(model, x, y, **settings):

@@ -173,9 +173,9 @@ class SchemeStudy(CellExperiment):
             y = self.dataset.y_test[:self.plan.test_images]
             result = {"scheme": spec.label, "spec": spec.text, "model": k, "images": len(x), "errors": {},
                       "rejected": {}}
-            for rule in schemes.rules_of(model):
-                predicted = decision.labels(model, x, rule, self.plan.passes, self.plan.batch_size,
-                                            self.plan.per_image, seed=self.plan.eval_seed)
+            by_rule = decision.labels_by_rule(model, x, schemes.rules_of(model), self.plan.passes,
+                                              self.plan.batch_size, self.plan.per_image, seed=self.plan.eval_seed)
+            for rule, predicted in by_rule.items():
                 result["errors"][rule] = 100.0 * float(np.mean(predicted != y))
                 result["rejected"][rule] = 100.0 * float(np.mean(predicted == decision.REJECTED))
             return result

@@ -166,6 +166,32 @@ def test_rules_on_a_stochastic_model_and_refusal_on_a_deterministic_one():
         decision.labels(model, x, "majority")
 
 
+@pytest.mark.parametrize("per_image", [False, True])
+def test_rules_read_together_equal_each_rule_alone_with_half_the_stochastic_passes(per_image, monkeypatch):
+    keras.utils.set_random_seed(0)  # weights for which the checks below are not trivial (measured: see the asserts)
+    model = build_rs_mnist(dropout=True, keep_prob=0.8, seed=0)
+    x = np.random.default_rng(2).uniform(size=(40, 28, 28, 1)).astype(np.float32)
+    alone = {rule: decision.labels(model, x, rule, passes=6, batch_size=16, per_image=per_image, seed=3)
+             for rule in decision.RULES}
+    # the passes matter here: another seed changes 21 of the 40 MC labels, and voting differs from MC on 8
+    other_seed = decision.labels(model, x, "mc", passes=6, batch_size=16, per_image=per_image, seed=4)
+    assert np.sum(alone["mc"] != other_seed) >= 10 and np.sum(alone["mc"] != alone["vote"]) >= 4
+    calls = []
+    original = decision.pass_logits
+    monkeypatch.setattr(decision, "pass_logits", lambda *a, **k: calls.append(a[2]) or original(*a, **k))
+    model(x)  # moves the generators on: the shared passes must restart from the seed themselves
+    together = decision.labels_by_rule(model, x, ("vote", "mc"), passes=6, batch_size=16, per_image=per_image, seed=3)
+    assert list(together) == ["vote", "mc"] and calls == [6]
+    for rule in ("mc", "vote"):
+        np.testing.assert_array_equal(together[rule], alone[rule])
+    all_three = decision.labels_by_rule(model, x, decision.RULES, passes=6, batch_size=16, per_image=per_image, seed=3)
+    assert calls == [6, 1, 6]  # single's one pass with randomness off, then one set of stochastic passes
+    for rule in decision.RULES:
+        np.testing.assert_array_equal(all_three[rule], alone[rule])
+    with pytest.raises(ConfigError, match="no stochastic layer.*MC Avg"):
+        decision.labels_by_rule(build_rs_mnist(), x, ("mc", "vote"))
+
+
 def test_rejection_is_an_error_on_clean_images_and_never_an_attack_success():
     class Rejector(decision.Decider):
         def labels(self, x, rule, passes, batch_size, per_image):
