@@ -28,12 +28,12 @@ class CellList:
         for cell in self.models.model_cells(names, needs):
             self.add(cell)
 
-    def result(self, kind, name, method, *args, models=(), after=(), needs=Needs(), group="", **kwargs):
+    def result(self, kind, name, method, *args, models=(), after=(), needs=Needs(), group="", estimate="", **kwargs):
         """The result cell ``kind/name`` computed by ``experiment.method(*args, **kwargs)``, after the training of
-        ``models`` and the cells ``after``; ``group``: see :class:`~hrs_tf.experiments.execution.Cell`."""
+        ``models`` and the cells ``after``; ``group``, ``estimate``: see :class:`~hrs_tf.experiments.execution.Cell`."""
         wait = [key for model in models for key in self.models.requires(model)] + list(after)
         self.add(Cell(kind, name, args=(method, tuple(args), dict(kwargs)), needs=needs,
-                      after=tuple(dict.fromkeys(wait)), group=group))
+                      after=tuple(dict.fromkeys(wait)), group=group, estimate=estimate))
 
     def ready(self, name):
         """Whether model ``name``'s training cells are all done (its properties, e.g. stochastic, can be read)."""

@@ -245,13 +245,15 @@ class SchemeStudy(CellExperiment):
                 for spec, name in zip(self.specs, names):
                     todo.result("table2", name, "errors", k, spec.text, models=[name])
             if study is not None:
-                for name in names:
+                for spec, name in zip(self.specs, names):  # a scheme's cells of one perturbation take alike times
                     clean = stability_study.cell_name(name, "clean")
-                    todo.result(stability_study.EXPERIMENT, clean, "stability_cell", name, models=[name])
+                    todo.result(stability_study.EXPERIMENT, clean, "stability_cell", name, models=[name],
+                                estimate=f"{spec.label}|clean")
                     for perturbation, level in study.work:
                         todo.result(stability_study.EXPERIMENT, stability_study.cell_name(name, perturbation, level),
                                     "stability_cell", name, perturbation, level, models=[name],
-                                    after=[f"{stability_study.EXPERIMENT}/{clean}"])
+                                    after=[f"{stability_study.EXPERIMENT}/{clean}"],
+                                    estimate=f"{spec.label}|{perturbation}")
         return todo.cells
 
     def done(self, cell):

@@ -78,6 +78,9 @@ def test_study_cells_equal_direct_evaluation_and_the_report_sits_beside_the_pape
     assert ks == sorted(ks) and ks.count(0) == ks.count(1)
     assert {c.name for c in cells if c.kind == "table2" and ks[cells.index(c)] == 0} == {
         "Standard model=0", "RS-1 model=0", "RC r=0.4 t=20 model=0"}
+    # the progress line estimates a scheme's stability cells of one perturbation by each other (RS-1's are slower)
+    assert {c.estimate for c in cells if c.kind == "stability" and "RS-1 model=1" in c.name} == {
+        "RS-1|clean", "RS-1|gaussian", "RS-1|jpeg"}
     # (--report_only: the stored cells of those models alone, stability.json reassembled from them)
     first = table2.SchemeStudy(small, dataclasses.replace(plan, models=1), str(work), log=lambda *_: None).collect()
     assert [r["errors"] for r in first["table2"]] == [r["errors"][:1] for r in results["table2"]]

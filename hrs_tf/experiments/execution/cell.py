@@ -42,7 +42,9 @@ class Cell:
     """One unit of work: ``kind`` (the result folder, or "model") and ``name`` identify it (``key``); ``args`` are
     the picklable arguments the experiment's ``compute`` reads; ``after`` the keys of the cells it waits for;
     ``group`` names work that cells share and a worker keeps once done (a model loaded, an attack traced for it):
-    an executor runs cells of one group on one worker, one after the other, where that keeps every core busy."""
+    an executor runs cells of one group on one worker, one after the other, where that keeps every core busy;
+    ``estimate``: cells of one kind and one ``estimate`` take about the same time (the time left of the progress
+    line, :mod:`.progress`)."""
 
     kind: str
     name: str
@@ -50,6 +52,7 @@ class Cell:
     needs: Needs = Needs()
     after: tuple = ()
     group: str = ""
+    estimate: str = ""
 
     @property
     def key(self):

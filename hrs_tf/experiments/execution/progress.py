@@ -1,8 +1,10 @@
 """Progress of an executed plan: one line per finished cell with the counts done / running / left and the times.
 
 The time left is estimated kind by kind (a model's training and a judgement of 50 examples differ by orders of
-magnitude): the cells left of each kind times the mean time of that kind's finished cells, scaled by the run's
-parallelism (wall time over summed cell time). Cells of a kind with no finished cell yet are counted, not guessed."""
+magnitude), and within a kind by the cells' ``estimate`` class (a stochastic model's stability cell against a
+deterministic one's): the cells left of each class times the mean time of that class's finished cells (of the kind's,
+while the class has none), scaled by the run's parallelism (wall time over summed cell time). Cells of a kind with no
+finished cell yet are counted, not guessed."""
 
 import collections
 import time
@@ -20,14 +22,15 @@ class Progress:
         self.start = time.time()
         self.total = self.done = self.running = 0
         self.cell_seconds = []
-        self.waiting = collections.Counter()  # cells planned and not finished, by kind
+        self.waiting = collections.Counter()  # cells planned and not finished, by (kind, estimate)
         self.kind_seconds = collections.defaultdict(list)
+        self.class_seconds = collections.defaultdict(list)  # by (kind, estimate)
 
     def planned(self, cells):
         """``cells``: more cells to compute (a plan may grow as cells finish)."""
         cells = list(cells)
         self.total += len(cells)
-        self.waiting.update(cell.kind for cell in cells)
+        self.waiting.update((cell.kind, cell.estimate) for cell in cells)
 
     def started(self, cell):
         self.running += 1
@@ -37,7 +40,8 @@ class Progress:
         self.done += 1
         self.cell_seconds.append(seconds)
         self.kind_seconds[cell.kind].append(seconds)
-        self.waiting[cell.kind] -= 1
+        self.class_seconds[(cell.kind, cell.estimate)].append(seconds)
+        self.waiting[(cell.kind, cell.estimate)] -= 1
         elapsed = time.time() - self.start
         left = self.total - self.done - self.running
         line = (f"cells: {self.done}/{self.total} done, {self.running} running, {left} left; {minutes(elapsed)} so far"
@@ -47,15 +51,21 @@ class Progress:
 
     def time_left(self, elapsed):
         """", about T left" for the kinds already timed, and how many cells of untimed kinds remain."""
-        timed = {kind: n for kind, n in self.waiting.items() if n > 0 and kind in self.kind_seconds}
-        untimed = {kind: n for kind, n in self.waiting.items() if n > 0 and kind not in self.kind_seconds}
+        timed, untimed, seconds = collections.Counter(), collections.Counter(), 0.0
+        for (kind, estimate), n in self.waiting.items():
+            if n <= 0:
+                continue
+            times = self.class_seconds.get((kind, estimate)) or self.kind_seconds.get(kind)
+            if times:
+                timed[kind] += n
+                seconds += n * sum(times) / len(times)
+            else:
+                untimed[kind] += n
         text = ""
         if timed:
             parallelism = elapsed / max(sum(self.cell_seconds), 1e-9)  # < 1 when cells run at once
-            seconds = parallelism * sum(n * sum(self.kind_seconds[k]) / len(self.kind_seconds[k])
-                                        for k, n in timed.items())
-            text += f", about {minutes(seconds)} left for {sum(timed.values())} " \
-                    f"{'/'.join(sorted(timed))} cell(s) at their kind's mean time"
+            text += f", about {minutes(parallelism * seconds)} left for {sum(timed.values())} " \
+                    f"{'/'.join(sorted(timed))} cell(s) at the mean time of finished cells like them"
         if untimed:
             text += f", {sum(untimed.values())} {'/'.join(sorted(untimed))} cell(s) not timed yet"
         return text
