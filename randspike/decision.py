@@ -95,50 +95,42 @@ def labels(model, x, rule=MC_AVERAGE, passes=PASSES, batch_size=BATCH_SIZE, per_
     ``mc`` / ``vote`` need randomness: a Keras model without a stochastic layer is refused (ConfigError), since
     its 10 passes would be one prediction repeated. ``seed`` reseeds the model's generators first (repeatable).
     """
-    rule = check_rule(rule)
-    passes = checks.count(passes, "passes", minimum=1)
-    batch_size = checks.count(batch_size, "batch_size", minimum=1)
-    if isinstance(model, Decider):
-        if seed is not None:
-            stochastic.reseed(model.model, seed)
-        return np.asarray(model.labels(x, rule, passes, batch_size, per_image), np.int64)
-    if seed is not None:
-        stochastic.reseed(model, seed)
-    if rule == SINGLE:
-        with stochastic.randomness(model, stochastic.OFF):
-            return np.argmax(pass_logits(model, x, 1, batch_size)[0], axis=-1).astype(np.int64)
-    return labels_from_passes(_stochastic_passes(model, x, rule, passes, batch_size, per_image), rule).astype(np.int64)
-
-
-def _stochastic_passes(model, x, rule, passes, batch_size, per_image):
-    """:func:`pass_logits` of a Keras model for the stochastic ``rule`` (refused on a deterministic model), each
-    image in its own noise range if ``per_image``."""
-    if not stochastic.is_stochastic(model):
-        raise ConfigError(f"model {model.name!r} has no stochastic layer: the {RULE_TITLES[rule]} rule needs random "
-                          "spiking or dropout at test time (use rule=single)")
-    with stochastic.per_example(model) if per_image else contextlib.nullcontext():
-        return pass_logits(model, x, passes, batch_size)
+    return labels_by_rule(model, x, (rule,), passes, batch_size, per_image, seed)[check_rule(rule)]
 
 
 def labels_by_rule(model, x, rules, passes=PASSES, batch_size=BATCH_SIZE, per_image=False, seed=None):
-    """``{rule: labels}``: what :func:`labels` gives under each of ``rules`` with the same settings and ``seed``,
-    but on a Keras model the ``mc`` and ``vote`` rules read one set of ``passes`` stochastic passes (both restart
-    from ``seed``, so the passes are the same ones: half the forward passes of one rule after the other). Without
-    a ``seed`` the stochastic rules also share their passes. A :class:`Decider` is asked rule by rule."""
+    """``{rule: labels}`` under each of ``rules`` (:func:`labels`; each rule starts from ``seed``). On a Keras model
+    ``mc`` and ``vote`` read one set of ``passes`` stochastic passes: the passes each would draw alone from ``seed``,
+    drawn once. A :class:`Decider` is asked rule by rule."""
     rules = [check_rule(rule) for rule in rules]
-    stochastic_rules = [rule for rule in rules if rule != SINGLE]
-    if isinstance(model, Decider) or len(stochastic_rules) < 2:
-        return {rule: labels(model, x, rule, passes, batch_size, per_image, seed) for rule in rules}
-    out = {}
-    if SINGLE in rules:
-        out[SINGLE] = labels(model, x, SINGLE, passes, batch_size, per_image, seed)
     passes = checks.count(passes, "passes", minimum=1)
     batch_size = checks.count(batch_size, "batch_size", minimum=1)
-    if seed is not None:
-        stochastic.reseed(model, seed)
-    logits = _stochastic_passes(model, x, stochastic_rules[0], passes, batch_size, per_image)
-    for rule in stochastic_rules:
-        out[rule] = labels_from_passes(logits, rule).astype(np.int64)
+    target = model.model if isinstance(model, Decider) else model
+
+    def restart():
+        if seed is not None:
+            stochastic.reseed(target, seed)
+
+    out = {}
+    if isinstance(model, Decider):
+        for rule in rules:
+            restart()
+            out[rule] = np.asarray(model.labels(x, rule, passes, batch_size, per_image), np.int64)
+        return out
+    if SINGLE in rules:
+        restart()
+        with stochastic.randomness(model, stochastic.OFF):
+            out[SINGLE] = np.argmax(pass_logits(model, x, 1, batch_size)[0], axis=-1).astype(np.int64)
+    stochastic_rules = [rule for rule in rules if rule != SINGLE]
+    if stochastic_rules:
+        if not stochastic.is_stochastic(model):
+            raise ConfigError(f"model {model.name!r} has no stochastic layer: the {RULE_TITLES[stochastic_rules[0]]} "
+                              "rule needs random spiking or dropout at test time (use rule=single)")
+        restart()
+        with stochastic.per_example(model) if per_image else contextlib.nullcontext():
+            logits = pass_logits(model, x, passes, batch_size)
+        for rule in stochastic_rules:
+            out[rule] = labels_from_passes(logits, rule).astype(np.int64)
     return {rule: out[rule] for rule in rules}
 
 
