@@ -18,12 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from benchmarks.common import mnist_images, mnist_model, timed  # noqa: E402
+from benchmarks.common import define_mnist_flags, define_timing_flags, mnist_images, mnist_model, timed  # noqa: E402
 
-flags.DEFINE_string("model", "runs/base_mnist.h5", "Model to attack (an untrained MNIST base model if missing).")
-flags.DEFINE_string("data_dir", "../shared/data", "MNIST location (random images if missing).")
-flags.DEFINE_integer("batch_size", 100, "Images per batch.")
-flags.DEFINE_integer("repeats", 3, "Interleaved timing repeats (the median is kept).")
+define_mnist_flags()
+define_timing_flags(100, 3)
 FLAGS = flags.FLAGS
 
 

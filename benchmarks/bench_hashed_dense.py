@@ -23,12 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from benchmarks.common import interleaved_per_step, timed  # noqa: E402
+from benchmarks.common import define_timing_flags, interleaved_per_step, timed  # noqa: E402
 
-flags.DEFINE_integer("batch_size", 128, "Inputs per step.")
-flags.DEFINE_integer("repeats", 5, "Interleaved timing repeats (the median is kept).")
-flags.DEFINE_integer("short", 5, "Steps of the short run.")
-flags.DEFINE_integer("long", 25, "Steps of the long run.")
+define_timing_flags(128, 5, short=5, long=25, batch_help="Inputs per step.")
 FLAGS = flags.FLAGS
 
 SHAPES = ((256, 256, "1/4096"), (256, 10, "1/128"), (2048, 512, "1/8192"))

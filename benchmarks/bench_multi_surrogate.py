@@ -18,14 +18,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from benchmarks.common import interleaved_per_step, mnist_images  # noqa: E402
+from benchmarks.common import define_mnist_flags, define_timing_flags, interleaved_per_step, mnist_images  # noqa: E402
 
 flags.DEFINE_integer("models", 8, "Surrogates attacked at once.")
-flags.DEFINE_string("data_dir", "../shared/data", "MNIST location (random images if missing).")
-flags.DEFINE_integer("batch_size", 100, "Images per batch.")
-flags.DEFINE_integer("repeats", 3, "Interleaved timing repeats (the median is kept).")
-flags.DEFINE_integer("short", 2, "C&W iterations of the short run.")
-flags.DEFINE_integer("long", 8, "C&W iterations of the long run.")
+define_mnist_flags(model=False)
+define_timing_flags(100, 3, short=2, long=8, unit="C&W iterations")
 FLAGS = flags.FLAGS
 
 TARGET_PER_MODEL = 8.5 / 8  # the issue: 8 models <= 8.5x one model

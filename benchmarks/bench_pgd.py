@@ -17,14 +17,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from benchmarks.common import interleaved_per_step, mnist_images, mnist_model, timed  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    define_mnist_flags, define_timing_flags, interleaved_per_step, mnist_images, mnist_model, timed)
 
-flags.DEFINE_string("model", "runs/base_mnist.h5", "Model to attack (an untrained MNIST base model if missing).")
-flags.DEFINE_string("data_dir", "../shared/data", "MNIST location (random images if missing).")
-flags.DEFINE_integer("batch_size", 100, "Images per batch.")
-flags.DEFINE_integer("repeats", 5, "Interleaved timing repeats (the median is kept).")
-flags.DEFINE_integer("short", 10, "Steps of the short run.")
-flags.DEFINE_integer("long", 50, "Steps of the long run.")
+define_mnist_flags()
+define_timing_flags(100, 5, short=10, long=50)
 FLAGS = flags.FLAGS
 
 

@@ -25,14 +25,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from benchmarks.common import timed  # noqa: E402
+from benchmarks.common import define_timing_flags, timed  # noqa: E402
 
 flags.DEFINE_string("model", "runs/base_mnist.h5", "Model to attack (a small trained MNIST CNN if missing).")
 flags.DEFINE_string("data_dir", "../shared/data", "MNIST location.")
-flags.DEFINE_integer("batch_size", 10, "Images attacked at once for the throughput figure.")
-flags.DEFINE_integer("repeats", 3, "Interleaved timing repeats (the median is kept).")
-flags.DEFINE_integer("short", 2, "Iterations of the short run.")
-flags.DEFINE_integer("long", 6, "Iterations of the long run.")
+define_timing_flags(10, 3, short=2, long=6, unit="Iterations",
+                    batch_help="Images attacked at once for the throughput figure.")
 flags.DEFINE_integer("query_batch_size", 1028, "query_batch_size of the chunked variant (0: skip it).")
 flags.DEFINE_integer("success_images", 10, "Images of the success measurement (0: skip it).")
 flags.DEFINE_integer("max_queries", 100000, "Query budget per image of the success measurement.")

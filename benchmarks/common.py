@@ -6,6 +6,24 @@ import os
 import time
 
 import numpy as np
+from absl import flags
+
+
+def define_mnist_flags(model_help="an untrained MNIST base model", model=True):
+    """``--model`` (when ``model``) and ``--data_dir``: what :func:`mnist_model` and :func:`mnist_images` read."""
+    if model:
+        flags.DEFINE_string("model", "runs/base_mnist.h5", f"Model to attack ({model_help} if missing).")
+    flags.DEFINE_string("data_dir", "../shared/data", "MNIST location (random images if missing).")
+
+
+def define_timing_flags(batch_size, repeats, short=None, long=None, unit="Steps", batch_help="Images per batch."):
+    """``--batch_size``, ``--repeats`` and, when ``short`` / ``long`` are given, the two run lengths of
+    :func:`interleaved_per_step`."""
+    flags.DEFINE_integer("batch_size", batch_size, batch_help)
+    flags.DEFINE_integer("repeats", repeats, "Interleaved timing repeats (the median is kept).")
+    if short is not None:
+        flags.DEFINE_integer("short", short, f"{unit} of the short run.")
+        flags.DEFINE_integer("long", long, f"{unit} of the long run.")
 
 
 def timed(fn):
