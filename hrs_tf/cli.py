@@ -120,6 +120,17 @@ def define_executor_flags():
     flags.register_multi_flags_validator(["executor", "ray_address", "ray_workers", "ray_threads"], valid)
 
 
+def define_study_flags(work_dir_help, required=False, docs_help="Where the report and its plots are written."):
+    """What every resumable study tool shares: ``--work_dir`` (its cells; ``required`` or defaulted by the tool),
+    ``--docs_dir``, ``--report_only`` (read by :func:`run_cells`) and the executor flags."""
+    flags.DEFINE_string("work_dir", None, work_dir_help)
+    if required:
+        flags.mark_flag_as_required("work_dir")
+    flags.DEFINE_string("docs_dir", "docs", docs_help)
+    flags.DEFINE_bool("report_only", False, "Only rebuild the report from the cells computed so far.")
+    define_executor_flags()
+
+
 def executor(values, log=print):
     """The executor the flags of :func:`define_executor_flags` ask for (``values``: FLAGS)."""
     from hrs_tf.experiments.execution import make_executor

@@ -27,8 +27,7 @@ cli.define_data_flags()
 flags.DEFINE_multi_string("defense", [], "[LABEL=]SPEC=PATH of a defense to attack (repeat the flag; a LABEL has no =).")
 flags.DEFINE_string("transfer_from", None, "The undefended model whose PGD examples are transferred (default: no "
                     "transfer attack).")
-flags.DEFINE_string("work_dir", None, "Folder of the result cells (default runs/battery_<dataset>).")
-flags.DEFINE_string("docs_dir", "docs", "Where the report and its plot are written.")
+cli.define_study_flags("Folder of the result cells (default runs/battery_<dataset>).")
 flags.DEFINE_integer("images", None, "First N test images (default 500).")
 flags.DEFINE_integer("steps", None, "PGD steps / APGD iterations (default 100).")
 flags.DEFINE_integer("restarts", None, "Random restarts of PGD and APGD (default 2).")
@@ -48,8 +47,6 @@ flags.DEFINE_float("tolerance", None, "Smallest difference (fraction of the imag
 flags.DEFINE_integer("seed", None, "Seed of the run (default 0).")
 flags.DEFINE_list("attacks", None, "Battery attacks to run (default all): pgd_ce, pgd_margin, pgd_sigmoid, apgd_ce, "
                   "apgd_dlr, one_step, eot, fixed, bpda, square, transfer.")
-flags.DEFINE_bool("report_only", False, "Only rewrite the report from the cells computed so far.")
-cli.define_executor_flags()
 FLAGS = flags.FLAGS
 PLAN_FLAGS = ("images", "steps", "restarts", "square_queries", "eot_grid", "bpda_eot", "passes", "rule", "threats",
               "tolerance", "seed", "linf", "l2")

@@ -23,8 +23,7 @@ from absl import flags  # noqa: E402
 from hrs_tf import cli, data  # noqa: E402
 
 cli.define_data_flags()
-flags.DEFINE_string("work_dir", None, "Folder for models and result cells (default runs/reproduce_hash_<dataset>).")
-flags.DEFINE_string("docs_dir", "docs", "Where the report and its plots are written.")
+cli.define_study_flags("Folder for models and result cells (default runs/reproduce_hash_<dataset>).")
 flags.DEFINE_multi_string("use_model", [], "NAME=PATH of an already trained model, e.g. 'Original=runs/base.h5' or "
                           "'Hash=runs/hash.h5'.")
 flags.DEFINE_list("experiments", None, "Experiments to run: table1, table2, table3, table4, table7, figure2, figures34, "
@@ -49,8 +48,6 @@ for name, default, text in (("fast_images", 1000, "FGSM / BIM / MIM images"), ("
                             ("histogram_images", 1000, "images of Figure 2 and the estimator terms"),
                             ("figure_images", 500, "images of Figures 3-4")):
     flags.DEFINE_integer(name, None, f"Scale: {text} (default {default}).")
-flags.DEFINE_bool("report_only", False, "Only write the report from the cells computed so far.")
-cli.define_executor_flags()
 FLAGS = flags.FLAGS
 SCALE = ("base_epochs", "hash_epochs", "adv_epochs", "adv_steps", "adv_warmup", "eps", "fast_images",
          "deepfool_images", "targeted_images", "bpda_images", "substitute_images", "zoo_images", "zoo_targeted_images",

@@ -23,8 +23,7 @@ from hrs_tf.errors import ConfigError  # noqa: E402
 from hrs_tf.experiments import hrs_paper  # noqa: E402
 
 cli.define_data_flags()
-flags.DEFINE_string("work_dir", None, "Folder for models and result cells (default runs/reproduce_<dataset>).")
-flags.DEFINE_string("docs_dir", "docs", "Where the report and its plots are written.")
+cli.define_study_flags("Folder for models and result cells (default runs/reproduce_<dataset>).")
 flags.DEFINE_multi_string("use_model", [], "NAME=PATH of an already trained model to use, e.g. 'Base=runs/base_mnist.h5' "
                           "or 'HRS 5x5=runs/hrs_mnist_5x5' (an HRS run folder); NAME is the model's name in the report.")
 flags.DEFINE_list("defenses", None, "Defense specs to evaluate, comma-separated (default: the paper's, see above); "
@@ -40,11 +39,9 @@ flags.DEFINE_integer("passes", 10, "Fresh stochastic passes scored per adversari
 flags.DEFINE_integer("sweep_epochs", 20, "Epochs of each trained model of the DES sweeps (e.g. Gaussian sigmas).")
 flags.DEFINE_integer("ablation_epochs", 10, "Epochs per block of the 1/2/3-block ablation models.")
 flags.DEFINE_string("notes", None, "Optional markdown file put at the top of the report (reading of the results).")
-flags.DEFINE_bool("report_only", False, "Only write the report from the cells computed so far.")
 flags.DEFINE_bool("redraw_from_page", False, "Only redraw the ASR, FGSM / C&W and DES figures of the page "
                   "<docs_dir>/reproduce_hrs_<dataset>.md from the numbers it prints (a committed page whose cells are "
                   "gone); nothing is computed and the page is not changed.")
-cli.define_executor_flags()
 cli.define_listing_flags("defenses")
 FLAGS = flags.FLAGS
 

@@ -25,9 +25,7 @@ from absl import flags  # noqa: E402
 from hrs_tf import cli, data  # noqa: E402
 from randspike import recipe_flags  # noqa: E402
 
-flags.DEFINE_string("work_dir", None, "Folder of the study's fleets, examples and cells (resumable).")
-flags.mark_flag_as_required("work_dir")
-flags.DEFINE_string("docs_dir", "docs", "Where the report goes.")
+cli.define_study_flags("Folder of the study's fleets, examples and cells (resumable).", required=True)
 cli.define_data_flags()
 flags.DEFINE_list("schemes", None, "Schemes (paper names or defense specs; default the nine of Table 2).")
 flags.DEFINE_integer("models", None, "Fleet size per scheme (paper 16).")
@@ -50,8 +48,6 @@ flags.DEFINE_integer("attack_batch", None, "Images per C&W call and per cell (de
 flags.DEFINE_integer("passes", None, "MC average / voting passes of the targets (paper 10).")
 flags.DEFINE_list("l2_edges", None, "L2 bucket edges (default four equal buckets up to Table 3's cut-off).")
 flags.DEFINE_integer("seed", None, "Seed of the fleets and of the targets' draw (default 0).")
-flags.DEFINE_bool("report_only", False, "Only rebuild the report from finished cells.")
-cli.define_executor_flags()
 FLAGS = flags.FLAGS
 
 PLAN_FLAGS = ("models", "sources", "single_sources", "threshold", "epochs", "magnet_epochs", "train_fraction", "images",

@@ -22,9 +22,7 @@ from absl import flags  # noqa: E402
 from hrs_tf import cli, data  # noqa: E402
 from randspike import recipe_flags  # noqa: E402
 
-flags.DEFINE_string("work_dir", None, "Folder of the study's models and cells (resumable).")
-flags.mark_flag_as_required("work_dir")
-flags.DEFINE_string("docs_dir", "docs", "Where the report goes.")
+cli.define_study_flags("Folder of the study's models and cells (resumable).", required=True)
 cli.define_data_flags()
 flags.DEFINE_list("schemes", None, "Schemes (paper names or specs; default the nine of Table 2).")
 flags.DEFINE_integer("models", None, "Models per scheme (paper 16).")
@@ -40,8 +38,6 @@ flags.DEFINE_integer("stability_draws", None, "Stability: Gaussian draws per lev
 flags.DEFINE_list("gaussian_levels", None, "Stability: L2 levels (default MNIST 0..5, others 0..2.5).")
 flags.DEFINE_list("jpeg_qualities", None, "Stability: JPEG qualities (default 10..100 step 10).")
 flags.DEFINE_list("experiments", None, "table2, stability (default both).")
-flags.DEFINE_bool("report_only", False, "Only rebuild the report from finished cells.")
-cli.define_executor_flags()
 FLAGS = flags.FLAGS
 
 PLAN_FLAGS = ("models", "epochs", "magnet_epochs", "test_images", "passes", "batch_size", "stability_images",
