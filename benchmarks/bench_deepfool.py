@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from benchmarks.common import define_mnist_flags, define_timing_flags, mnist_images, mnist_model, timed  # noqa: E402
+from benchmarks.common import attack_batch, define_mnist_flags, define_timing_flags, timed  # noqa: E402
 
 define_mnist_flags()
 define_timing_flags(100, 3)
@@ -26,16 +26,12 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    import keras
     import tensorflow as tf
 
     from hrs_tf.attacks import deepfool, gradients, pgd
     from hrs_tf.attacks.deepfool import _difference_objective, robustness
 
-    keras.utils.set_random_seed(0)
-    model, source = mnist_model(FLAGS.model)
-    x, _ = mnist_images(FLAGS.data_dir, FLAGS.batch_size)
-    y = np.argmax(model(x, training=False), axis=1)
+    model, source, x, y = attack_batch(FLAGS)
     n, reps = len(x), FLAGS.repeats
     print(f"model: {source}; batch {n}; DeepFool defaults (L2, 10 candidates, overshoot 0.02, max 50 steps) vs "
           f"PGD-40 (L-inf eps 0.3, step 0.01, random start); median of {reps} interleaved calls after one traced call")

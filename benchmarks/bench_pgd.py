@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    define_mnist_flags, define_timing_flags, interleaved_per_step, mnist_images, mnist_model, timed)
+    attack_batch, define_mnist_flags, define_timing_flags, interleaved_per_step, timed)
 
 define_mnist_flags()
 define_timing_flags(100, 5, short=10, long=50)
@@ -26,16 +26,12 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    import keras
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
     from hrs_tf.defenses import hrs
     from hrs_tf.attacks import gradients, pgd
 
-    keras.utils.set_random_seed(0)
-    model, source = mnist_model(FLAGS.model)
-    x, _ = mnist_images(FLAGS.data_dir, FLAGS.batch_size)
-    y = np.argmax(model(x, training=False), axis=1)
+    model, source, x, y = attack_batch(FLAGS)
     n, short, long, reps = len(x), FLAGS.short, FLAGS.long, FLAGS.repeats
     print(f"model: {source}; batch {n}; L-inf PGD eps 0.3, step 0.01, no random start; per step = "
           f"(t[{long} steps] - t[{short} steps]) / {long - short}, median of {reps} interleaved repeats")

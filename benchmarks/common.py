@@ -69,3 +69,14 @@ def mnist_images(data_dir, count):
         return test.x_test[:count], test.y_test[:count].astype(np.int64)
     except Exception:  # noqa: BLE001 -- timing only needs images of the right shape
         return np.random.default_rng(0).random((count, 28, 28, 1), dtype=np.float32), None
+
+
+def attack_batch(values):
+    """``(model, description, x, y)`` of an attack benchmark after seeding Keras with 0: the ``--model`` (see
+    :func:`mnist_model`), the first ``--batch_size`` images (:func:`mnist_images`) and the model's own labels for them."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model, source = mnist_model(values.model)
+    x, _ = mnist_images(values.data_dir, values.batch_size)
+    return model, source, x, np.argmax(model(x, training=False), axis=1)
