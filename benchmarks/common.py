@@ -9,10 +9,10 @@ import numpy as np
 from absl import flags
 
 
-def define_mnist_flags(model_help="an untrained MNIST base model", model=True):
+def define_mnist_flags(model=True):
     """``--model`` (when ``model``) and ``--data_dir``: what :func:`mnist_model` and :func:`mnist_images` read."""
     if model:
-        flags.DEFINE_string("model", "runs/base_mnist.h5", f"Model to attack ({model_help} if missing).")
+        flags.DEFINE_string("model", "runs/base_mnist.h5", "Model to attack (an untrained MNIST base model if missing).")
     flags.DEFINE_string("data_dir", "../shared/data", "MNIST location (random images if missing).")
 
 
