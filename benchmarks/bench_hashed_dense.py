@@ -6,10 +6,11 @@ For each shape (the paper's MNIST hashed layers 256x256 at CR 1/4096 and 256x10 
 CR 1/8192, the paper's largest added layer), one step = the layer's output and the gradient of
 sum(output * upstream) with respect to its weights and its inputs, inside one ``tf.function`` (a ``tf.range``
 loop of ``steps`` steps, so Python call overhead is not timed). Per-step time = (t[long] - t[short]) /
-(long - short), median of interleaved repeats (benchmarks/common.py). Three ways to the same virtual kernel and
+(long - short), median of interleaved repeats (benchmarks/common.py). Four ways to the same virtual kernel and
 gradient: the layer's (one int16 signed code per entry, XLA-compiled lookup and bucket sums), TF's
 plain gather of an int32 bucket table times a float sign table, differentiated by TF (its sparse gather gradient),
-and the same two tables with the XLA-compiled gather and bucket sums (the layer's layout before the signed codes).
+the same two tables with the XLA-compiled gather and bucket sums (the layer's layout before the signed codes), and
+the layer with its bucket sums always in one XLA call (it splits them in two from ``SPLIT_SUMS_MIN_ENTRIES`` on).
 Targets: HashedDense / Dense <= 1.3x; bucket + sign tables of 2048x512 built in < 1 s. The hashed layer's extra
 work (building V, one pass over n_in * n_out entries; summing dL/dV into the buckets, another) does not depend on
 the batch, so the ratio falls as the batch grows (``--batch_size=512``).
@@ -70,6 +71,26 @@ def index_and_sign_layer(units, rate, xla):
     return IndexAndSignHashedDense(units, rate)
 
 
+def one_call_sums_layer(units, rate):
+    """The layer with its bucket sums always in one XLA call (as below ``SPLIT_SUMS_MIN_ENTRIES``)."""
+    import tensorflow as tf
+
+    from hashdef.layers import hashed_dense
+
+    class OneCallSumsHashedDense(hashed_dense.HashedDense):
+        def _virtual_kernel(self, hashed_kernel):
+            w, code = tf.convert_to_tensor(hashed_kernel), self._signed_code
+
+            @tf.custom_gradient
+            def gathered(w):
+                return hashed_dense._gather_signed(w, code), \
+                    lambda up: hashed_dense._bucket_sums(up, code, int(w.shape[0]))
+
+            return gathered(w)
+
+    return OneCallSumsHashedDense(units, rate)
+
+
 def step_runner(layer, x, upstream):
     """``run(steps)``: ``steps`` forward + backward passes of ``layer`` in one traced function."""
     import tensorflow as tf
@@ -110,16 +131,17 @@ def main(argv):
         x = tf.constant(rng.random((batch, n_in), dtype=np.float32))
         upstream = tf.constant(rng.normal(size=(batch, n_out)).astype(np.float32))
         layers = (keras.layers.Dense(n_out), HashedDense(n_out, rate), index_and_sign_layer(n_out, rate, xla=False),
-                  index_and_sign_layer(n_out, rate, xla=True))
+                  index_and_sign_layer(n_out, rate, xla=True), one_call_sums_layer(n_out, rate))
         for layer in layers:
             layer.build((None, n_in))
         hashed = layers[1]
         runs = [step_runner(layer, x, upstream) for layer in layers]
-        (t_dense, t_hashed, t_plain, t_previous), _ = interleaved_per_step(runs, short, long, reps)
+        (t_dense, t_hashed, t_plain, t_previous, t_one_call), _ = interleaved_per_step(runs, short, long, reps)
         print(f"{n_in}x{n_out} CR {rate_text} (K = {hashed.num_buckets}): Dense {1e3 * t_dense:7.3f} ms/step; "
               f"HashedDense {1e3 * t_hashed:7.3f} ms = {t_hashed / t_dense:.2f}x; "
               f"plain TF gather {1e3 * t_plain:7.3f} ms = {t_plain / t_dense:.2f}x; "
-              f"XLA index + sign layout {1e3 * t_previous:7.3f} ms = {t_previous / t_dense:.2f}x  "
+              f"XLA index + sign layout {1e3 * t_previous:7.3f} ms = {t_previous / t_dense:.2f}x; "
+              f"bucket sums in one call {1e3 * t_one_call:7.3f} ms = {t_one_call / t_dense:.2f}x  "
               f"(target <= 1.3x: {'met' if t_hashed / t_dense <= 1.3 else 'NOT met'}; the extra "
               f"{1e3 * (t_hashed - t_dense):.3f} ms/step is mostly batch-independent)")
     n_in, n_out, rate_text = SHAPES[-1]

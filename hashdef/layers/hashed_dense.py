@@ -30,6 +30,26 @@ def _bucket_sums(upstream, signed_code, num_buckets):
     return sums[num_buckets + 1:] - tf.reverse(sums[:num_buckets], [0])
 
 
+# From this many virtual entries on, the bucket sums run as two XLA calls, one per half of the kernel's rows, summed:
+# TF's executor runs the two side by side when two cores are free, and the sums are the one pass of the layer's
+# extra work that does not parallelise inside XLA. Below it the second call costs more than it saves
+# (benchmarks/bench_hashed_dense.py). The split depends only on the layer's shape, so a model's gradients do not
+# depend on the machine's cores.
+SPLIT_SUMS_MIN_ENTRIES = 1 << 19
+
+
+def bucket_sums(upstream, signed_code, num_buckets):
+    """Gradient into the K = ``num_buckets`` real weights from ``upstream`` = dL/dV: for bucket k, the sum of dL/dV
+    over code K + 1 + k minus the sum over code K - 1 - k (see above), in two row halves from
+    ``SPLIT_SUMS_MIN_ENTRIES`` entries on."""
+    rows = int(signed_code.shape[0])
+    if rows < 2 or int(np.prod(signed_code.shape)) < SPLIT_SUMS_MIN_ENTRIES:
+        return _bucket_sums(upstream, signed_code, num_buckets)
+    halves = [rows // 2, rows - rows // 2]
+    return tf.add_n([_bucket_sums(part, codes, num_buckets)
+                     for part, codes in zip(tf.split(upstream, halves), tf.split(signed_code, halves))])
+
+
 def signed_codes(bucket_index, signs, num_buckets):
     """The codes ``K + signs * (bucket_index + 1)`` of :func:`signed_gather` (K = ``num_buckets``), int16 when the
     2K + 1 codes fit, else int32."""
@@ -45,7 +65,7 @@ def signed_gather(weights, signed_code):
     @tf.custom_gradient
     def gather_signed(w):
         def gradient(upstream):
-            return _bucket_sums(upstream, signed_code, int(w.shape[0]))
+            return bucket_sums(upstream, signed_code, int(w.shape[0]))
 
         return _gather_signed(w, signed_code), gradient
 

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from hashdef import hashing
+from hashdef.layers import hashed_dense
 from hashdef.layers.hashed_dense import HashedDense  # importing the module registers the layer
 from hrs_tf.errors import ConfigError
 from hrs_tf.models import serialization
@@ -127,7 +128,10 @@ def test_forward_equals_inputs_times_virtual_kernel():
     np.testing.assert_allclose(out, np.tanh(x.astype(np.float64) @ v + bias), rtol=1e-5, atol=1e-5)
 
 
-def test_bucket_gradient_is_the_signed_sum_over_members():
+@pytest.mark.parametrize("split_from", [None, 1], ids=["one-call", "two-halves"])
+def test_bucket_gradient_is_the_signed_sum_over_members(split_from, monkeypatch):
+    if split_from is not None:  # the large-layer path: bucket sums over the two row halves, added
+        monkeypatch.setattr(hashed_dense, "SPLIT_SUMS_MIN_ENTRIES", split_from)
     rng = np.random.default_rng(2)
     layer = HashedDense(7, 0.2, activation="tanh", dtype="float64")
     x = tf.constant(rng.normal(size=(5, 13)))
