@@ -32,9 +32,9 @@ def _bucket_sums(upstream, signed_code, num_buckets):
 
 # From this many virtual entries on, the bucket sums run as two XLA calls, one per half of the kernel's rows, summed:
 # TF's executor runs the two side by side when two cores are free, and the sums are the one pass of the layer's
-# extra work that does not parallelise inside XLA. Below it the second call costs more than it saves
-# (benchmarks/bench_hashed_dense.py). The split depends only on the layer's shape, so a model's gradients do not
-# depend on the machine's cores.
+# extra work that does not parallelise inside XLA (2048x512: 8-16% off a step; docs/hashdef.md). On the paper's
+# 256x256 layer the split was not shown to help (within the benchmark's noise), so small layers keep one call. The
+# split depends only on the layer's shape, so a model's gradients do not depend on the machine's cores.
 SPLIT_SUMS_MIN_ENTRIES = 1 << 19
 
 
