@@ -79,14 +79,8 @@ def one_call_sums_layer(units, rate):
 
     class OneCallSumsHashedDense(hashed_dense.HashedDense):
         def _virtual_kernel(self, hashed_kernel):
-            w, code = tf.convert_to_tensor(hashed_kernel), self._signed_code
-
-            @tf.custom_gradient
-            def gathered(w):
-                return hashed_dense._gather_signed(w, code), \
-                    lambda up: hashed_dense._bucket_sums(up, code, int(w.shape[0]))
-
-            return gathered(w)
+            return hashed_dense.signed_gather(tf.convert_to_tensor(hashed_kernel), self._signed_code,
+                                              sums=hashed_dense._bucket_sums)
 
     return OneCallSumsHashedDense(units, rate)
 

@@ -57,15 +57,16 @@ def signed_codes(bucket_index, signs, num_buckets):
     return codes.astype(np.int16 if 2 * num_buckets + 1 <= np.iinfo(np.int16).max else np.int32)
 
 
-def signed_gather(weights, signed_code):
+def signed_gather(weights, signed_code, sums=bucket_sums):
     """HashedNets' virtual kernel ``V = xi * weights[h]`` (hash paper section III-C; REFERENCE section 5) read
     through the signed codes of the layer (see above), with the gradient into bucket k = the sum of ``xi * dL/dV``
-    over the entries hashed to k (the gather's gradient, written out so that it runs as one dense XLA reduction)."""
+    over the entries hashed to k (the gather's gradient, written out so that it runs as one dense XLA reduction;
+    ``sums`` computes it, :func:`bucket_sums` unless a benchmark swaps it)."""
 
     @tf.custom_gradient
     def gather_signed(w):
         def gradient(upstream):
-            return bucket_sums(upstream, signed_code, int(w.shape[0]))
+            return sums(upstream, signed_code, int(w.shape[0]))
 
         return _gather_signed(w, signed_code), gradient
 
